@@ -1,0 +1,249 @@
+//! Records and names shared by the kernel programs and the daemon.
+//!
+//! Every record is `#[repr(C)]` with explicit padding, so that both sides agree
+//! on the layout byte for byte and no uninitialised padding ever reaches the
+//! ring buffer. Every ring-buffer record starts with a `u32` kind.
+#![no_std]
+
+/// Ring buffer carrying every streamed record.
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Per-CPU hash: `CountKey` -> syscalls counted in `--mode count`.
+pub const MAP_COUNTS: &str = "COUNTS";
+/// Per-CPU hash: cgroup ID -> records lost to a full ring buffer.
+pub const MAP_LOSS: &str = "LOSS";
+/// Per-CPU hash: cgroup ID -> nanoseconds on CPU (from `sched_switch`).
+pub const MAP_ONCPU: &str = "ONCPU";
+/// Per-CPU array: `[u64; STAT_COUNT]` counters indexed by `STAT_*`.
+pub const MAP_STATS: &str = "STATS";
+/// Hash: cgroup ID -> `CGROUP_*` verdict, filled by the daemon.
+pub const MAP_CGROUP_FILTER: &str = "CGROUP_FILTER";
+/// Per-CPU scratch space for the last `sched_switch` timestamp.
+pub const MAP_SWITCH_TS: &str = "SWITCH_TS";
+
+/// Global (`.rodata`) holding the `KernelOffsets` resolved from BTF.
+pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+/// Global (`.rodata`) holding the `Config`.
+pub const GLOBAL_CONFIG: &str = "CONFIG";
+
+/// Program names, as exported by `observer-ebpf`.
+pub const PROG_SYS_ENTER: &str = "sys_enter";
+pub const PROG_SYS_EXIT: &str = "sys_exit";
+pub const PROG_FORK: &str = "sched_process_fork";
+pub const PROG_EXEC: &str = "sched_process_exec";
+pub const PROG_EXIT: &str = "sched_process_exit";
+pub const PROG_SWITCH: &str = "sched_switch";
+pub const PROG_CGROUP_MKDIR: &str = "cgroup_mkdir";
+pub const PROG_CGROUP_RMDIR: &str = "cgroup_rmdir";
+/// Empty program on `sys_enter`: the floor the benchmark measures against.
+pub const PROG_FLOOR: &str = "floor_sys_enter";
+
+/// Record kinds (`Header::kind`).
+pub const KIND_SYSCALL: u32 = 1;
+pub const KIND_SYSCALL_EXIT: u32 = 2;
+pub const KIND_FORK: u32 = 3;
+pub const KIND_EXEC: u32 = 4;
+pub const KIND_EXIT: u32 = 5;
+pub const KIND_CGROUP_MKDIR: u32 = 6;
+pub const KIND_CGROUP_RMDIR: u32 = 7;
+
+/// `STATS` slots.
+pub const STAT_EMITTED: u32 = 0;
+pub const STAT_LOST: u32 = 1;
+pub const STAT_FILTERED: u32 = 2;
+pub const STAT_COUNT: u32 = 4;
+
+/// `CGROUP_FILTER` verdicts. A cgroup absent from the map passes.
+pub const CGROUP_PASS: u32 = 0;
+pub const CGROUP_DROP: u32 = 1;
+
+/// `Config::mode`.
+pub const MODE_STREAM: u32 = 0;
+pub const MODE_COUNT: u32 = 1;
+
+/// `Config::flags` bits.
+pub const FLAG_SYSCALL_FILTER: u32 = 1 << 0;
+pub const FLAG_CGROUP_FILTER: u32 = 1 << 1;
+
+/// Deepest PID-namespace level whose namespace-local PIDs are read (0 is the
+/// host). The verifier needs a constant offset into `pid->numbers[level]`, so
+/// the levels are unrolled; deeper tasks report `ns_pid` 0.
+pub const MAX_PID_NS_LEVEL: u32 = 7;
+
+pub const COMM_LEN: usize = 16;
+pub const FILENAME_LEN: usize = 256;
+/// `__NEW_UTS_LEN + 1` is 65; rounded up so that records stay 8-aligned.
+pub const NODENAME_LEN: usize = 72;
+pub const CGROUP_PATH_LEN: usize = 256;
+/// Syscall numbers covered by the `--syscall` bitmap.
+pub const SYSCALL_BITMAP_WORDS: usize = 8;
+
+/// Offsets of the kernel fields the programs read, resolved by the daemon
+/// from the running kernel's BTF and written into `.rodata` before load, so
+/// that the verifier sees them as constants.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_group_leader: u32,
+    pub task_thread_pid: u32,
+    pub task_nsproxy: u32,
+    pub task_cgroups: u32,
+    pub task_comm: u32,
+    pub task_exit_code: u32,
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub upid_nr: u32,
+    pub upid_ns: u32,
+    pub pidns_inum: u32,
+    pub nsproxy_uts: u32,
+    pub nsproxy_mnt: u32,
+    pub nsproxy_net: u32,
+    pub utsns_inum: u32,
+    pub utsns_nodename: u32,
+    pub mntns_inum: u32,
+    pub netns_inum: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub cgroup_root: u32,
+    pub cgroup_level: u32,
+    pub kernfs_node_id: u32,
+    pub cgroup_root_hierarchy_id: u32,
+    pub bprm_filename: u32,
+}
+
+/// Run-time settings, written into `.rodata` before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The daemon's own tgid: never observed.
+    pub self_tgid: u32,
+    /// `MODE_STREAM` or `MODE_COUNT`.
+    pub mode: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Force a consumer wakeup every this many syscall records on a CPU
+    /// (a power of two); the others are submitted without one.
+    pub wakeup_every: u32,
+    /// Bit `nr` set = syscall `nr` is observed (when `FLAG_SYSCALL_FILTER`).
+    pub syscall_bitmap: [u64; SYSCALL_BITMAP_WORDS],
+}
+
+/// Who did it, as the kernel saw it at the moment of the event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub kind: u32,
+    pub cpu: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds.
+    pub ts: u64,
+    /// cgroup v2 ID (the unified hierarchy's on hybrid hosts).
+    pub cgroup_id: u64,
+    /// Host view.
+    pub pid: u32,
+    pub tid: u32,
+    /// As the task sees itself inside its PID namespace.
+    pub ns_pid: u32,
+    pub ns_tid: u32,
+    /// Namespace inode numbers (`readlink /proc/PID/ns/*`).
+    pub pidns: u32,
+    pub mntns: u32,
+    pub utsns: u32,
+    pub netns: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallRecord {
+    pub header: Header,
+    pub nr: i64,
+    /// Return value (`KIND_SYSCALL_EXIT` only).
+    pub ret: i64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkRecord {
+    /// The parent.
+    pub header: Header,
+    pub child_pid: u32,
+    pub child_tid: u32,
+    pub child_ns_pid: u32,
+    pub child_ns_tid: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecRecord {
+    pub header: Header,
+    pub filename: [u8; FILENAME_LEN],
+    /// The task's UTS nodename: the container's own hostname.
+    pub nodename: [u8; NODENAME_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub header: Header,
+    /// `task->exit_code`: `status << 8 | signal`.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// `cgroup_mkdir` / `cgroup_rmdir`, in every hierarchy (the daemon keeps
+/// hierarchy 0, the unified one).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupRecord {
+    pub kind: u32,
+    pub hierarchy_id: u32,
+    pub ts: u64,
+    pub cgroup_id: u64,
+    pub level: u32,
+    pub _pad: u32,
+    /// Path relative to the hierarchy's root, NUL-terminated.
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
+/// Key of `MAP_COUNTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CountKey {
+    pub cgroup_id: u64,
+    pub pidns: u32,
+    pub nr: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are #[repr(C)] plain integers and byte arrays with explicit
+    // padding: every bit pattern is valid and no byte is uninitialised.
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for CountKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    /// A change here is a change of the wire format: both sides must agree,
+    /// and the sizes must stay multiples of 8 with no implicit padding.
+    #[test]
+    fn record_sizes_have_no_hidden_padding() {
+        assert_eq!(size_of::<Header>(), 72);
+        assert_eq!(size_of::<SyscallRecord>(), 88);
+        assert_eq!(size_of::<ForkRecord>(), 88);
+        assert_eq!(size_of::<ExecRecord>(), 72 + FILENAME_LEN + NODENAME_LEN);
+        assert_eq!(size_of::<ExitRecord>(), 80);
+        assert_eq!(size_of::<CgroupRecord>(), 32 + CGROUP_PATH_LEN);
+        assert_eq!(size_of::<CountKey>(), 16);
+        assert_eq!(size_of::<KernelOffsets>(), 28 * 4);
+        assert_eq!(size_of::<Config>(), 16 + 8 * SYSCALL_BITMAP_WORDS);
+    }
+}

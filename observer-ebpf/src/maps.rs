@@ -1,0 +1,145 @@
+//! Maps and read-only globals shared by every program.
+
+use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    macros::map,
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use observer_common::{
+    Config, CountKey, KernelOffsets, CGROUP_DROP, FLAG_CGROUP_FILTER, STAT_COUNT, STAT_EMITTED,
+    STAT_FILTERED, STAT_LOST,
+};
+
+/// Default size; the daemon sets the real one (`--ring-buffer-mb`) at load.
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+#[map(name = "COUNTS")]
+pub static COUNTS: PerCpuHashMap<CountKey, u64> =
+    PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+
+#[map(name = "LOSS")]
+pub static LOSS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+#[map(name = "ONCPU")]
+pub static ONCPU: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+#[map(name = "STATS")]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+#[map(name = "CGROUP_FILTER")]
+pub static CGROUP_FILTER: HashMap<u64, u32> = HashMap::with_max_entries(8192, 0);
+
+#[map(name = "SWITCH_TS")]
+pub static SWITCH_TS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+// Both globals live in `.rodata`, which aya freezes before load: the verifier
+// then reads their values as constants, which is what lets the programs load
+// kernel fields directly through BTF-typed pointers at these offsets.
+#[unsafe(no_mangle)]
+pub static OFFSETS: KernelOffsets = KernelOffsets {
+    task_pid: 0,
+    task_tgid: 0,
+    task_group_leader: 0,
+    task_thread_pid: 0,
+    task_nsproxy: 0,
+    task_cgroups: 0,
+    task_comm: 0,
+    task_exit_code: 0,
+    pid_level: 0,
+    pid_numbers: 0,
+    upid_size: 0,
+    upid_nr: 0,
+    upid_ns: 0,
+    pidns_inum: 0,
+    nsproxy_uts: 0,
+    nsproxy_mnt: 0,
+    nsproxy_net: 0,
+    utsns_inum: 0,
+    utsns_nodename: 0,
+    mntns_inum: 0,
+    netns_inum: 0,
+    css_set_dfl_cgrp: 0,
+    cgroup_kn: 0,
+    cgroup_root: 0,
+    cgroup_level: 0,
+    kernfs_node_id: 0,
+    cgroup_root_hierarchy_id: 0,
+    bprm_filename: 0,
+};
+
+#[unsafe(no_mangle)]
+pub static CONFIG: Config = Config {
+    self_tgid: 0,
+    mode: 0,
+    flags: 0,
+    wakeup_every: 64,
+    syscall_bitmap: [0; 8],
+};
+
+/// Reads a `.rodata` value without letting the compiler fold the
+/// compile-time placeholder in.
+#[inline(always)]
+pub fn ro<T: Copy>(v: &T) -> T {
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+#[inline(always)]
+pub fn stat_add(slot: u32, n: u64) -> u64 {
+    match STATS.get_ptr_mut(slot) {
+        Some(p) => unsafe {
+            *p += n;
+            *p
+        },
+        None => 0,
+    }
+}
+
+/// Whether the daemon asked to drop this cgroup's events (the host's
+/// cgroups, when only containers are watched, or containers not selected).
+#[inline(always)]
+pub fn cgroup_dropped(cgroup_id: u64) -> bool {
+    if ro(&CONFIG.flags) & FLAG_CGROUP_FILTER == 0 {
+        return false;
+    }
+    match unsafe { CGROUP_FILTER.get(&cgroup_id) } {
+        Some(v) if *v == CGROUP_DROP => {
+            stat_add(STAT_FILTERED, 1);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A full ring buffer loses the record: count it, per CPU and per cgroup.
+#[inline(always)]
+pub fn record_loss(cgroup_id: u64) {
+    stat_add(STAT_LOST, 1);
+    match LOSS.get_ptr_mut(&cgroup_id) {
+        Some(p) => unsafe { *p += 1 },
+        None => {
+            let _ = LOSS.insert(&cgroup_id, &1, 0);
+        }
+    }
+}
+
+/// Wakeup flags for a high-rate record: wake the daemon once every
+/// `wakeup_every` records per CPU instead of once per record. The daemon
+/// also drains on a short timer, which bounds the latency of the rest.
+#[inline(always)]
+pub fn batched_wakeup() -> u64 {
+    let n = stat_add(STAT_EMITTED, 1);
+    let every = ro(&CONFIG.wakeup_every) as u64;
+    if every <= 1 || n & (every - 1) == 0 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// Rare records (exec, fork, exit, cgroups) always wake the daemon.
+#[inline(always)]
+pub fn rare_wakeup() -> u64 {
+    stat_add(STAT_EMITTED, 1);
+    BPF_RB_FORCE_WAKEUP as u64
+}

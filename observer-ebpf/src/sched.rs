@@ -1,0 +1,128 @@
+//! Process lifecycle (`sched_process_fork/exec/exit`) as records, and CPU time
+//! per cgroup from `sched_switch`, summed in the kernel: one scheduler sharing
+//! the same CPUs among every container, never one record per switch.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str_bytes},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use observer_common::{
+    ExecRecord, ExitRecord, ForkRecord, KIND_EXEC, KIND_EXIT, KIND_FORK, MODE_COUNT,
+};
+
+use crate::{
+    maps::{cgroup_dropped, rare_wakeup, record_loss, ro, CONFIG, EVENTS, ONCPU, OFFSETS, SWITCH_TS},
+    task::{cgroup_id, fill_header, ld, pid_views, uts_ns, Task},
+};
+
+/// Common gate for lifecycle records: not the daemon, not a dropped cgroup,
+/// not in count mode. Returns the task's cgroup ID when the record is wanted.
+#[inline(always)]
+fn wanted(task: Task) -> Option<u64> {
+    if ro(&CONFIG.mode) == MODE_COUNT {
+        return None;
+    }
+    let tgid: u32 = unsafe { ld(task, ro(&OFFSETS.task_tgid)) };
+    if tgid == ro(&CONFIG.self_tgid) {
+        return None;
+    }
+    let cgroup = cgroup_id(task);
+    if cgroup_dropped(cgroup) { None } else { Some(cgroup) }
+}
+
+/// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    let parent: Task = ctx.arg(0);
+    let child: Task = ctx.arg(1);
+    let Some(cgroup) = wanted(parent) else { return 0 };
+    let Some(mut entry) = EVENTS.reserve::<ForkRecord>(0) else {
+        record_loss(cgroup);
+        return 0;
+    };
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.header, KIND_FORK, parent, cgroup);
+    let (pid, tid, ns_pid, ns_tid) = pid_views(child);
+    rec.child_pid = pid;
+    rec.child_tid = tid;
+    rec.child_ns_pid = ns_pid;
+    rec.child_ns_tid = ns_tid;
+    entry.submit(rare_wakeup());
+    0
+}
+
+/// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    let task: Task = ctx.arg(0);
+    let bprm: *const u8 = ctx.arg(2);
+    let Some(cgroup) = wanted(task) else { return 0 };
+    let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
+        record_loss(cgroup);
+        return 0;
+    };
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.header, KIND_EXEC, task, cgroup);
+    rec.filename[0] = 0;
+    rec.nodename[0] = 0;
+    unsafe {
+        let filename: *const u8 = ld(bprm, ro(&OFFSETS.bprm_filename));
+        let _ = bpf_probe_read_kernel_str_bytes(filename, &mut rec.filename);
+        let uts = uts_ns(task);
+        if !uts.is_null() {
+            let nodename = uts.add(ro(&OFFSETS.utsns_nodename) as usize);
+            let _ = bpf_probe_read_kernel_str_bytes(nodename, &mut rec.nodename);
+        }
+    }
+    entry.submit(rare_wakeup());
+    0
+}
+
+/// `TP_PROTO(struct task_struct *p, ...)`: one record per process (the
+/// thread-group leader), not per thread.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    let task: Task = ctx.arg(0);
+    let (pid, tid): (u32, u32) =
+        unsafe { (ld(task, ro(&OFFSETS.task_tgid)), ld(task, ro(&OFFSETS.task_pid))) };
+    if pid != tid {
+        return 0;
+    }
+    let Some(cgroup) = wanted(task) else { return 0 };
+    let Some(mut entry) = EVENTS.reserve::<ExitRecord>(0) else {
+        record_loss(cgroup);
+        return 0;
+    };
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.header, KIND_EXIT, task, cgroup);
+    rec.exit_code = unsafe { ld(task, ro(&OFFSETS.task_exit_code)) };
+    rec._pad = 0;
+    entry.submit(rare_wakeup());
+    0
+}
+
+/// `TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
+/// unsigned int prev_state)`: the time since the previous switch on this CPU
+/// was spent by `prev`; add it to `prev`'s cgroup.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
+    let prev: Task = ctx.arg(1);
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let Some(last) = SWITCH_TS.get_ptr_mut(0) else { return 0 };
+    let since = unsafe { core::mem::replace(&mut *last, now) };
+    let prev_pid: u32 = unsafe { ld(prev, ro(&OFFSETS.task_pid)) };
+    // pid 0 is the idle task; the first switch on a CPU has no start.
+    if since == 0 || prev_pid == 0 {
+        return 0;
+    }
+    let delta = now.saturating_sub(since);
+    let cgroup = cgroup_id(prev);
+    match ONCPU.get_ptr_mut(&cgroup) {
+        Some(p) => unsafe { *p += delta },
+        None => {
+            let _ = ONCPU.insert(&cgroup, &delta, 0);
+        }
+    }
+    0
+}

@@ -1,0 +1,200 @@
+//! Offsets of the kernel fields the programs read, resolved from the running
+//! kernel's BTF, so that one built binary works on kernels whose layouts
+//! differ (`struct ns_common`, for one, changed in 6.18).
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use btf_rs::{Btf, Type};
+use observer_common::KernelOffsets;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// A field that could not be found, named as `struct.path.to.field`.
+#[derive(Debug, thiserror::Error)]
+#[error("the kernel's BTF has no field `{0}`: this kernel's layout is not supported")]
+pub struct MissingField(pub String);
+
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn load() -> Result<Self> {
+        Self::from_file(Path::new(VMLINUX_BTF))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let btf = Btf::from_file(path).with_context(|| {
+            format!(
+                "read kernel BTF from {}: the kernel must be built with CONFIG_DEBUG_INFO_BTF=y",
+                path.display()
+            )
+        })?;
+        Ok(Self { btf })
+    }
+
+    fn named_struct(&self, name: &str) -> Result<btf_rs::Struct> {
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|_| MissingField(name.to_owned()))?;
+        types
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) if !s.members.is_empty() => Some(s),
+                _ => None,
+            })
+            .ok_or_else(|| MissingField(name.to_owned()).into())
+    }
+
+    /// Size of `struct name`.
+    pub fn struct_size(&self, name: &str) -> Result<u32> {
+        Ok(self.named_struct(name)?.size() as u32)
+    }
+
+    /// Byte offset of `struct name` . `path`, where each path element names a
+    /// member of the struct reached so far; members of anonymous structs and
+    /// unions are found as if they were the parent's own, as in C.
+    pub fn offset(&self, name: &str, path: &[&str]) -> Result<u32> {
+        let mut current = self.named_struct(name)?;
+        let mut bits = 0u32;
+        for (i, field) in path.iter().enumerate() {
+            let (member_bits, member) = self
+                .find_member(&current, field)?
+                .ok_or_else(|| MissingField(format!("{name}.{}", path[..=i].join("."))))?;
+            bits += member_bits;
+            if i + 1 < path.len() {
+                current = self.struct_of(&member).ok_or_else(|| {
+                    MissingField(format!("{name}.{} (not a struct)", path[..=i].join(".")))
+                })?;
+            }
+        }
+        if bits % 8 != 0 {
+            return Err(anyhow!("{name}.{} is a bitfield", path.join(".")));
+        }
+        Ok(bits / 8)
+    }
+
+    /// Depth-first search through anonymous members. Returns the member's bit
+    /// offset from the start of `s` and the member itself.
+    fn find_member(
+        &self,
+        s: &btf_rs::Struct,
+        field: &str,
+    ) -> Result<Option<(u32, btf_rs::Member)>> {
+        for m in &s.members {
+            let name = self.btf.resolve_name(m).unwrap_or_default();
+            if name == field {
+                return Ok(Some((m.bit_offset(), m.clone())));
+            }
+            if name.is_empty() {
+                if let Some(inner) = self.struct_of(m) {
+                    if let Some((off, found)) = self.find_member(&inner, field)? {
+                        return Ok(Some((m.bit_offset() + off, found)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The struct or union a member is (through typedefs and qualifiers).
+    fn struct_of(&self, m: &btf_rs::Member) -> Option<btf_rs::Struct> {
+        let mut t = self.btf.resolve_chained_type(m).ok()?;
+        loop {
+            t = match t {
+                Type::Struct(s) | Type::Union(s) => return Some(s),
+                Type::Typedef(ref x) => self.btf.resolve_chained_type(x).ok()?,
+                Type::Const(ref x) => self.btf.resolve_chained_type(x).ok()?,
+                Type::Volatile(ref x) => self.btf.resolve_chained_type(x).ok()?,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Every offset the programs need.
+    pub fn kernel_offsets(&self) -> Result<KernelOffsets> {
+        let o = |s: &str, p: &[&str]| self.offset(s, p);
+        Ok(KernelOffsets {
+            task_pid: o("task_struct", &["pid"])?,
+            task_tgid: o("task_struct", &["tgid"])?,
+            task_group_leader: o("task_struct", &["group_leader"])?,
+            task_thread_pid: o("task_struct", &["thread_pid"])?,
+            task_nsproxy: o("task_struct", &["nsproxy"])?,
+            task_cgroups: o("task_struct", &["cgroups"])?,
+            task_comm: o("task_struct", &["comm"])?,
+            task_exit_code: o("task_struct", &["exit_code"])?,
+            pid_level: o("pid", &["level"])?,
+            pid_numbers: o("pid", &["numbers"])?,
+            upid_size: self.struct_size("upid")?,
+            upid_nr: o("upid", &["nr"])?,
+            upid_ns: o("upid", &["ns"])?,
+            pidns_inum: o("pid_namespace", &["ns", "inum"])?,
+            nsproxy_uts: o("nsproxy", &["uts_ns"])?,
+            nsproxy_mnt: o("nsproxy", &["mnt_ns"])?,
+            nsproxy_net: o("nsproxy", &["net_ns"])?,
+            utsns_inum: o("uts_namespace", &["ns", "inum"])?,
+            utsns_nodename: o("uts_namespace", &["name", "nodename"])?,
+            mntns_inum: o("mnt_namespace", &["ns", "inum"])?,
+            netns_inum: o("net", &["ns", "inum"])?,
+            css_set_dfl_cgrp: o("css_set", &["dfl_cgrp"])?,
+            cgroup_kn: o("cgroup", &["kn"])?,
+            cgroup_root: o("cgroup", &["root"])?,
+            cgroup_level: o("cgroup", &["level"])?,
+            kernfs_node_id: o("kernfs_node", &["id"])?,
+            cgroup_root_hierarchy_id: o("cgroup_root", &["hierarchy_id"])?,
+            bprm_filename: o("linux_binprm", &["filename"])?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel() -> Option<KernelBtf> {
+        if !Path::new(VMLINUX_BTF).exists() {
+            crate::privilege::skip_or_fail("no kernel BTF at /sys/kernel/btf/vmlinux");
+            return None;
+        }
+        Some(KernelBtf::load().expect("parse kernel BTF"))
+    }
+
+    /// Every offset resolves on the running kernel, and the ones user space
+    /// can cross-check agree with what the kernel reports elsewhere.
+    #[test]
+    fn resolves_every_offset_on_the_running_kernel() {
+        let Some(k) = kernel() else { return };
+        let o = k.kernel_offsets().expect("all offsets resolve");
+        // `struct upid { int nr; struct pid_namespace *ns; }` on every kernel.
+        assert_eq!(o.upid_nr, 0);
+        assert_eq!(o.upid_size, 16);
+        assert_eq!(o.upid_ns, 8);
+        assert!(o.task_comm > o.task_pid, "comm comes after pid in task_struct");
+        assert_ne!(o.task_thread_pid, 0);
+        // Nested through an embedded struct: name.nodename is 65 bytes in.
+        let name = k.offset("uts_namespace", &["name"]).unwrap();
+        assert_eq!(o.utsns_nodename, name + 65);
+    }
+
+    #[test]
+    fn names_the_missing_field() {
+        let Some(k) = kernel() else { return };
+        let err = k.offset("task_struct", &["no_such_field"]).unwrap_err();
+        assert!(err.to_string().contains("task_struct.no_such_field"), "{err}");
+        let err = k.offset("no_such_struct", &["x"]).unwrap_err();
+        assert!(err.to_string().contains("no_such_struct"), "{err}");
+    }
+
+    #[test]
+    fn finds_members_of_anonymous_unions() {
+        let Some(k) = kernel() else { return };
+        // `struct ns_common` keeps `inum` inside anonymous members on some
+        // kernels and at the top on others: either way it resolves.
+        let direct = k.offset("ns_common", &["inum"]).unwrap();
+        let via_pidns = k.offset("pid_namespace", &["ns", "inum"]).unwrap();
+        let ns = k.offset("pid_namespace", &["ns"]).unwrap();
+        assert_eq!(via_pidns, ns + direct);
+    }
+}

@@ -1,0 +1,140 @@
+//! Command-line interface. The flag names are an interface: scripts use them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "observer",
+    version,
+    about = "Watch every container's syscalls land in the one shared host kernel",
+    long_about = "Tags every syscall and process event in the kernel with its cgroup, namespaces and \
+                  both PID views, groups them per container (Docker, containerd, CRI-O, Podman, \
+                  Kubernetes, nspawn, LXC) and streams them as JSON lines."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the workshop lesson in one command: two containers, their view
+    /// and the observer's, and a verdict for the room.
+    Demo(DemoArgs),
+    /// Attach only an empty program on sys_enter (the benchmark's floor).
+    #[command(hide = true)]
+    Floor {
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Every event through the ring buffer, as JSON lines.
+    Stream,
+    /// Count syscalls in the kernel; only periodic summaries reach user space.
+    Count,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct WatchArgs {
+    /// stream: every event; count: in-kernel counts, summaries only.
+    #[arg(long, value_enum, default_value_t = Mode::Stream)]
+    pub mode: Mode,
+    /// json: JSON lines; table: a live table redrawn every interval.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Seconds between summaries.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_secs)]
+    pub interval: f64,
+    /// Stop by itself after this many seconds.
+    #[arg(long, value_parser = positive_secs)]
+    pub duration: Option<f64>,
+    /// Write records to FILE instead of stdout (never through a symlink).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Also show the host's own processes (by default only containers).
+    #[arg(long)]
+    pub host: bool,
+    /// Only this container, by name, ID or ID prefix (repeatable).
+    #[arg(long = "container", value_name = "NAME|ID")]
+    pub containers: Vec<String>,
+    /// Only this syscall, by name (repeatable); filtered in the kernel.
+    #[arg(long = "syscall", value_name = "NAME")]
+    pub syscalls: Vec<String>,
+    /// Also record syscall exits with their return values.
+    #[arg(long)]
+    pub sys_exit: bool,
+    /// Only summaries and lifecycle records, no per-event lines.
+    #[arg(long)]
+    pub summary_only: bool,
+    /// Ring buffer size in KiB (rounded up to a power of two).
+    #[arg(long, default_value_t = 8192)]
+    pub ring_buffer_kb: u32,
+    /// Wake the reader once every N records per CPU (power of two).
+    #[arg(long, default_value_t = 64, hide = true)]
+    pub wakeup_every: u32,
+    /// Docker Engine API socket, for container names.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub docker_socket: PathBuf,
+    /// Podman API socket, for container names.
+    #[arg(long, default_value = "/run/podman/podman.sock")]
+    pub podman_socket: PathBuf,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` must be a positive number of seconds"))
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct DemoArgs {
+    /// Image to run; default: alpine when the engine has it, else a locally
+    /// built busybox image.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Where the full JSON stream goes.
+    #[arg(long, default_value = "observer-demo.jsonl")]
+    pub stream_file: PathBuf,
+    /// Use namespaces made with unshare instead of Docker.
+    #[arg(long)]
+    pub unshare: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent_and_parses_the_documented_flags() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "observer", "--mode", "count", "--interval", "0.5", "--duration", "3", "--host",
+            "--container", "web", "--container", "db", "--syscall", "getppid", "--format", "table",
+        ])
+        .unwrap();
+        assert_eq!(c.watch.mode, Mode::Count);
+        assert_eq!(c.watch.containers, ["web", "db"]);
+        assert_eq!(c.watch.format, Format::Table);
+        assert!(Cli::try_parse_from(["observer", "--interval", "0"]).is_err());
+        assert!(Cli::try_parse_from(["observer", "--bogus"]).is_err());
+        assert!(Cli::try_parse_from(["observer", "--mode", "fast"]).is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! Container names and images from the engines' APIs (Docker, and Podman's
+//! Docker-compatible socket), with Docker's on-disk config as the fallback.
+//! Runs beside the event path: requests in, replies out, never blocking it.
+
+use std::{path::PathBuf, time::Duration};
+
+use bollard::Docker;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::parse::Runtime;
+
+#[derive(Clone, Debug)]
+pub struct NameRequest {
+    pub runtime: Runtime,
+    pub id: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameReply {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// Why there is no name, when there is none (one warning per cause).
+    pub problem: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineSockets {
+    pub docker: PathBuf,
+    pub podman: PathBuf,
+    /// Where Docker keeps `containers/<id>/config.v2.json`.
+    pub docker_root: PathBuf,
+    pub timeout: Duration,
+}
+
+impl Default for EngineSockets {
+    fn default() -> Self {
+        EngineSockets {
+            docker: "/var/run/docker.sock".into(),
+            podman: "/run/podman/podman.sock".into(),
+            docker_root: "/var/lib/docker".into(),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The parts of Docker's `config.v2.json` we read.
+#[derive(Deserialize)]
+struct DiskConfig {
+    #[serde(rename = "Name")]
+    name: Option<String>,
+    #[serde(rename = "Config")]
+    config: Option<DiskInner>,
+}
+
+#[derive(Deserialize)]
+struct DiskInner {
+    #[serde(rename = "Image")]
+    image: Option<String>,
+}
+
+/// Pure: name and image from a `config.v2.json`.
+pub fn parse_disk_config(json: &[u8]) -> Option<(Option<String>, Option<String>)> {
+    let c: DiskConfig = serde_json::from_slice(json).ok()?;
+    Some((c.name.map(|n| n.trim_start_matches('/').to_owned()), c.config.and_then(|i| i.image)))
+}
+
+async fn connect(path: &PathBuf, timeout: Duration) -> Result<Docker, String> {
+    if !path.exists() {
+        return Err(format!("{} does not exist", path.display()));
+    }
+    let docker = Docker::connect_with_unix(
+        &path.to_string_lossy(),
+        timeout.as_secs().max(1),
+        bollard::API_DEFAULT_VERSION,
+    )
+    .map_err(|e| format!("connect to {}: {e}", path.display()))?;
+    // Older engines refuse a client newer than they are: agree on a version.
+    match tokio::time::timeout(timeout, docker.negotiate_version()).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(format!("{}: {e}", path.display())),
+        Err(_) => Err(format!("{} did not answer within {timeout:?}", path.display())),
+    }
+}
+
+async fn inspect(docker: &Docker, id: &str, timeout: Duration) -> Result<(Option<String>, Option<String>), String> {
+    match tokio::time::timeout(timeout, docker.inspect_container(id, None)).await {
+        Ok(Ok(r)) => Ok((
+            r.name.map(|n| n.trim_start_matches('/').to_owned()),
+            r.config.and_then(|c| c.image),
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("inspect {id} timed out after {timeout:?}")),
+    }
+}
+
+async fn lookup(sockets: &EngineSockets, clients: &mut Clients, req: &NameRequest) -> NameReply {
+    let mut reply = NameReply { id: req.id.clone(), ..Default::default() };
+    let (slot, path) = match req.runtime {
+        Runtime::Podman => (&mut clients.podman, &sockets.podman),
+        _ => (&mut clients.docker, &sockets.docker),
+    };
+    if slot.is_none() {
+        match connect(path, sockets.timeout).await {
+            Ok(d) => *slot = Some(d),
+            Err(e) => reply.problem = Some(e),
+        }
+    }
+    if let Some(docker) = slot.as_ref() {
+        match inspect(docker, &req.id, sockets.timeout).await {
+            Ok((name, image)) => {
+                reply.name = name;
+                reply.image = image;
+                return reply;
+            }
+            Err(e) => {
+                // Reconnect next time: the engine may have restarted.
+                *slot = None;
+                reply.problem = Some(e);
+            }
+        }
+    }
+    if req.runtime == Runtime::Docker {
+        let file = sockets.docker_root.join("containers").join(&req.id).join("config.v2.json");
+        if let Ok(bytes) = tokio::fs::read(&file).await {
+            if let Some((name, image)) = parse_disk_config(&bytes) {
+                reply.name = name;
+                reply.image = image;
+            }
+        }
+    }
+    reply
+}
+
+#[derive(Default)]
+struct Clients {
+    docker: Option<Docker>,
+    podman: Option<Docker>,
+}
+
+/// Serves name requests until the request channel closes.
+pub async fn resolver(sockets: EngineSockets, mut rx: mpsc::UnboundedReceiver<NameRequest>, tx: mpsc::UnboundedSender<NameReply>) {
+    let mut clients = Clients::default();
+    while let Some(req) = rx.recv().await {
+        let reply = lookup(&sockets, &mut clients, &req).await;
+        if tx.send(reply).is_err() {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_dockers_on_disk_config() {
+        // Trimmed from a real /var/lib/docker/containers/<id>/config.v2.json.
+        let json = br#"{"StreamConfig":{},"State":{"Running":true,"Pid":4242},"ID":"3f4e","Created":"2026-11-26T10:00:00Z","Path":"uname","Args":["-r"],"Config":{"Hostname":"3f4e8c2a1b0d","Image":"alpine","Cmd":["uname","-r"]},"Image":"sha256:abcd","Name":"/quirky_turing","Driver":"overlay2"}"#;
+        assert_eq!(
+            parse_disk_config(json),
+            Some((Some("quirky_turing".to_owned()), Some("alpine".to_owned())))
+        );
+        assert_eq!(parse_disk_config(b"{}"), Some((None, None)));
+        assert_eq!(parse_disk_config(b"not json"), None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_missing_socket_is_a_reply_not_a_hang() {
+        let sockets = EngineSockets {
+            docker: "/nonexistent/docker.sock".into(),
+            podman: "/nonexistent/podman.sock".into(),
+            docker_root: "/nonexistent".into(),
+            timeout: Duration::from_millis(200),
+        };
+        let (req_tx, req_rx) = mpsc::unbounded_channel();
+        let (rep_tx, mut rep_rx) = mpsc::unbounded_channel();
+        tokio::spawn(resolver(sockets, req_rx, rep_tx));
+        req_tx.send(NameRequest { runtime: Runtime::Docker, id: "ab".repeat(32) }).unwrap();
+        let reply = rep_rx.recv().await.unwrap();
+        assert_eq!(reply.name, None);
+        assert!(reply.problem.unwrap().contains("does not exist"));
+    }
+
+    /// A socket that accepts and never answers: the lookup gives up on time.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_hanging_engine_times_out() {
+        let dir = std::env::temp_dir().join(format!("observer-hang-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("docker.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let sockets = EngineSockets {
+            docker: sock.clone(),
+            podman: "/nonexistent".into(),
+            docker_root: "/nonexistent".into(),
+            timeout: Duration::from_millis(300),
+        };
+        let mut clients = Clients::default();
+        let start = std::time::Instant::now();
+        let reply = lookup(&sockets, &mut clients, &NameRequest { runtime: Runtime::Docker, id: "cd".repeat(32) }).await;
+        assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+        assert!(reply.problem.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

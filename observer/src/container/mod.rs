@@ -1,0 +1,343 @@
+//! From cgroup ID to container: which cgroup a task ran in (learnt when the
+//! cgroup is made, or from the cgroup2 tree for ones made earlier), which
+//! runtime's container that cgroup belongs to, and its name and image.
+
+pub mod docker;
+pub mod parse;
+
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+pub use self::parse::{parse_cgroup_path, ContainerRef, Runtime};
+use self::docker::{NameReply, NameRequest};
+
+/// How long a removed cgroup's record is kept, for late events and the
+/// final summary.
+pub const REMOVED_GRACE: Duration = Duration::from_secs(30);
+/// How long a container's events wait for its name before going out without.
+pub const NAME_WAIT: Duration = Duration::from_millis(1500);
+/// How often a failed name lookup is retried.
+pub const NAME_RETRY: Duration = Duration::from_secs(10);
+/// Minimum time between two rescans of the cgroup tree for unknown IDs.
+const RESCAN_EVERY: Duration = Duration::from_millis(500);
+
+/// The `"container"` object of every record.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub name: Option<String>,
+    pub runtime: &'static str,
+    pub image: Option<String>,
+    pub cgroup: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+}
+
+impl Container {
+    fn new(r: &ContainerRef, cgroup: &str) -> Self {
+        // nspawn machines and LXC containers are known by name.
+        let name = matches!(r.runtime, Runtime::Nspawn | Runtime::Lxc).then(|| r.id.clone());
+        Container {
+            id: r.id.clone(),
+            name,
+            runtime: r.runtime.as_str(),
+            image: None,
+            cgroup: cgroup.to_owned(),
+            pod_uid: r.pod_uid.clone(),
+        }
+    }
+
+    /// Whether `--container NAME|ID` selects this one: the name, the full ID,
+    /// or an ID prefix of at least 4 characters (as `docker` accepts).
+    pub fn matches(&self, sel: &str) -> bool {
+        self.name.as_deref() == Some(sel)
+            || self.id == sel
+            || (sel.len() >= 4 && self.id.starts_with(sel))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CgroupState {
+    pub path: String,
+    /// None: the host.
+    pub container: Option<Arc<Container>>,
+    /// Pre-rendered `"container"` JSON value (`null` for the host).
+    pub json: Arc<str>,
+    pub removed: Option<Instant>,
+    /// Name lookup sent and not yet answered, since when.
+    pub name_pending: Option<Instant>,
+    pub name_failed: Option<Instant>,
+}
+
+impl CgroupState {
+    fn new(path: &str) -> Self {
+        let container = parse_cgroup_path(path).map(|r| Arc::new(Container::new(&r, path)));
+        let mut s = CgroupState {
+            path: path.to_owned(),
+            container,
+            json: Arc::from("null"),
+            removed: None,
+            name_pending: None,
+            name_failed: None,
+        };
+        s.render();
+        s
+    }
+
+    fn render(&mut self) {
+        self.json = match &self.container {
+            Some(c) => Arc::from(serde_json::to_string(c.as_ref()).expect("container serialises")),
+            None => Arc::from("null"),
+        };
+    }
+
+    fn wants_name(&self) -> bool {
+        self.container.as_ref().is_some_and(|c| {
+            c.name.is_none() && matches!(c.runtime, "docker" | "podman" | "kubernetes")
+                && !c.id.is_empty()
+        })
+    }
+}
+
+/// Where the unified (v2) hierarchy is mounted: `/sys/fs/cgroup` on v2
+/// hosts, `/sys/fs/cgroup/unified` on hybrid ones, none on v1-only hosts.
+pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let fstype = post.split_whitespace().next()?;
+        let mount_point = pre.split_whitespace().nth(4)?;
+        (fstype == "cgroup2").then(|| PathBuf::from(mount_point))
+    })
+}
+
+pub struct Registry {
+    root: Option<PathBuf>,
+    cgroups: HashMap<u64, CgroupState>,
+    last_scan: Option<Instant>,
+    requests: Option<tokio::sync::mpsc::UnboundedSender<NameRequest>>,
+    host: CgroupState,
+}
+
+impl Registry {
+    pub fn new(root: Option<PathBuf>) -> Self {
+        let mut r = Registry {
+            root,
+            cgroups: HashMap::new(),
+            last_scan: None,
+            requests: None,
+            host: CgroupState::new("/"),
+        };
+        r.scan();
+        r
+    }
+
+    /// The cgroup2 mount of this host.
+    pub fn from_host() -> Self {
+        let root = fs::read_to_string("/proc/self/mountinfo").ok().and_then(|m| cgroup2_mount(&m));
+        Self::new(root)
+    }
+
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
+    /// Name lookups go to this channel (the resolver task's).
+    pub fn set_resolver(&mut self, tx: tokio::sync::mpsc::UnboundedSender<NameRequest>) {
+        self.requests = Some(tx);
+    }
+
+    /// Walks the cgroup2 tree: a cgroup's ID is its directory's inode.
+    pub fn scan(&mut self) {
+        self.last_scan = Some(Instant::now());
+        let Some(root) = self.root.clone() else { return };
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(meta) = fs::metadata(&dir) else { continue };
+            let rel = dir.strip_prefix(&root).map(|p| format!("/{}", p.display())).unwrap_or_default();
+            let rel = if rel == "/" { "/".to_owned() } else { rel.trim_end_matches('/').to_owned() };
+            self.cgroups.entry(meta.ino()).or_insert_with(|| CgroupState::new(&rel));
+            if let Ok(entries) = fs::read_dir(&dir) {
+                stack.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            }
+        }
+        let wanted: Vec<u64> = self.cgroups.iter().filter(|(_, s)| s.wants_name() && s.name_pending.is_none()).map(|(id, _)| *id).collect();
+        for id in wanted {
+            self.request_name(id);
+        }
+    }
+
+    /// `cgroup_mkdir` in the unified hierarchy.
+    pub fn learn(&mut self, id: u64, path: &str) {
+        self.cgroups.insert(id, CgroupState::new(path));
+        self.request_name(id);
+    }
+
+    /// `cgroup_rmdir`: keep the record for `REMOVED_GRACE`.
+    pub fn removed(&mut self, id: u64) -> Option<&CgroupState> {
+        let s = self.cgroups.get_mut(&id)?;
+        s.removed = Some(Instant::now());
+        Some(s)
+    }
+
+    fn request_name(&mut self, id: u64) {
+        let Some(s) = self.cgroups.get_mut(&id) else { return };
+        if !s.wants_name() {
+            return;
+        }
+        let Some(c) = &s.container else { return };
+        let runtime = match c.runtime {
+            "podman" => Runtime::Podman,
+            _ => Runtime::Docker,
+        };
+        if let Some(tx) = &self.requests {
+            if tx.send(NameRequest { runtime, id: c.id.clone() }).is_ok() {
+                s.name_pending = Some(Instant::now());
+            }
+        }
+    }
+
+    /// The state of a cgroup, learning it from the tree when it is new to us.
+    pub fn get(&mut self, id: u64) -> &CgroupState {
+        if !self.cgroups.contains_key(&id)
+            && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
+        {
+            self.scan();
+        }
+        if let Some(s) = self.cgroups.get(&id) {
+            if s.wants_name() && s.name_pending.is_none() && s.name_failed.is_none_or(|t| t.elapsed() >= NAME_RETRY) && s.removed.is_none() {
+                self.request_name(id);
+            }
+        }
+        self.cgroups.get(&id).unwrap_or(&self.host)
+    }
+
+    /// Like `get`, without side effects.
+    pub fn peek(&self, id: u64) -> Option<&CgroupState> {
+        self.cgroups.get(&id)
+    }
+
+    /// Applies a name lookup's answer to every cgroup of that container.
+    /// Returns the cgroup IDs whose held events can now go out.
+    pub fn apply_name(&mut self, reply: &NameReply) -> Vec<u64> {
+        let mut done = Vec::new();
+        for (id, s) in self.cgroups.iter_mut() {
+            let Some(c) = &s.container else { continue };
+            if c.id != reply.id {
+                continue;
+            }
+            s.name_pending = None;
+            if reply.name.is_some() {
+                let mut c = (**c).clone();
+                c.name = reply.name.clone();
+                c.image = reply.image.clone();
+                s.container = Some(Arc::new(c));
+                s.render();
+            } else {
+                s.name_failed = Some(Instant::now());
+            }
+            done.push(*id);
+        }
+        done
+    }
+
+    /// Whether events of this cgroup should wait for its name.
+    pub fn awaiting_name(&self, id: u64) -> bool {
+        self.cgroups.get(&id).is_some_and(|s| s.name_pending.is_some_and(|t| t.elapsed() < NAME_WAIT))
+    }
+
+    /// Cgroups whose name wait is over (answered or timed out).
+    pub fn expired_waits(&mut self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (id, s) in self.cgroups.iter_mut() {
+            if s.name_pending.is_some_and(|t| t.elapsed() >= NAME_WAIT) {
+                s.name_pending = None;
+                s.name_failed = Some(Instant::now());
+                out.push(*id);
+            }
+        }
+        out
+    }
+
+    /// Forgets cgroups removed more than `REMOVED_GRACE` ago; returns them.
+    pub fn evict(&mut self) -> Vec<u64> {
+        let gone: Vec<u64> = self
+            .cgroups
+            .iter()
+            .filter(|(_, s)| s.removed.is_some_and(|t| t.elapsed() >= REMOVED_GRACE))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            self.cgroups.remove(id);
+        }
+        gone
+    }
+
+    pub fn len(&self) -> usize {
+        self.cgroups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cgroups.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCKER_ID: &str = "3f4e8c2a1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
+
+    #[test]
+    fn finds_the_cgroup2_mount() {
+        let hybrid = "25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                      26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n\
+                      27 25 0:24 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n";
+        assert_eq!(cgroup2_mount(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let v2 = "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        assert_eq!(cgroup2_mount(v2), Some(PathBuf::from("/sys/fs/cgroup")));
+        let v1 = "27 25 0:24 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        assert_eq!(cgroup2_mount(v1), None);
+    }
+
+    #[test]
+    fn learns_names_and_keeps_removed_cgroups_for_a_while() {
+        let mut r = Registry::new(None);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        r.set_resolver(tx);
+        r.learn(77, &format!("/docker/{DOCKER_ID}"));
+        let req = rx.try_recv().expect("a name request goes out at mkdir");
+        assert_eq!(req.id, DOCKER_ID);
+        assert!(r.awaiting_name(77));
+        let s = r.get(77);
+        assert_eq!(s.container.as_ref().unwrap().runtime, "docker");
+        assert!(s.json.contains("\"name\":null"));
+        let done = r.apply_name(&NameReply {
+            id: DOCKER_ID.into(),
+            name: Some("web".into()),
+            image: Some("alpine".into()),
+            problem: None,
+        });
+        assert_eq!(done, vec![77]);
+        assert!(!r.awaiting_name(77));
+        let s = r.get(77);
+        assert!(s.json.contains("\"name\":\"web\"") && s.json.contains("\"image\":\"alpine\""), "{}", s.json);
+        assert!(s.container.as_ref().unwrap().matches("web"));
+        assert!(s.container.as_ref().unwrap().matches(&DOCKER_ID[..12]));
+        assert!(!s.container.as_ref().unwrap().matches("db"));
+        r.removed(77);
+        assert!(r.evict().is_empty(), "kept during the grace period");
+        assert!(r.peek(77).is_some());
+        // The host and unknown IDs render as null.
+        r.learn(5, "/system.slice/ssh.service");
+        assert_eq!(&*r.get(5).json, "null");
+        assert_eq!(&*r.get(123456).json, "null");
+    }
+}

@@ -1,0 +1,226 @@
+//! The running observer: loads the programs, reads the ring buffer when the
+//! kernel wakes it, and drives the pipeline until a signal, `--duration`, or
+//! a closed output ends it. Everything attached is released on the way out.
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use observer_common::{CGROUP_DROP, MODE_COUNT, MODE_STREAM, STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
+
+use crate::{
+    cli::{Mode, WatchArgs},
+    container::{docker, Registry},
+    kernel_info::boot_to_unix_offset_ns,
+    loader::{self, Counters, LoadOptions, Loaded},
+    output::{open_output, Sink},
+    pipeline::{boot_ns, KernelCounters, Pipeline},
+};
+
+/// How often records that were submitted without a wakeup are collected:
+/// the upper bound on their latency (the kernel wakes the reader every
+/// `--wakeup-every` records per CPU, and on every lifecycle record).
+const DRAIN_EVERY: Duration = Duration::from_millis(100);
+
+/// `--syscall NAME…` -> the kernel's bitmap.
+pub fn syscall_bitmap(names: &[String]) -> Result<Option<[u64; SYSCALL_BITMAP_WORDS]>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut bitmap = [0u64; SYSCALL_BITMAP_WORDS];
+    for n in names {
+        let nr = crate::syscalls::number(n)
+            .or_else(|| n.parse().ok())
+            .with_context(|| format!("--syscall {n}: no such syscall on this architecture"))?;
+        let word = bitmap
+            .get_mut(nr as usize / 64)
+            .with_context(|| format!("--syscall {n}: number {nr} is beyond the filter's range"))?;
+        *word |= 1 << (nr % 64);
+    }
+    Ok(Some(bitmap))
+}
+
+pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
+    Ok(LoadOptions {
+        mode: match args.mode {
+            Mode::Stream => MODE_STREAM,
+            Mode::Count => MODE_COUNT,
+        },
+        sys_exit: args.sys_exit,
+        lifecycle: true,
+        ring_buffer_bytes: args.ring_buffer_kb.saturating_mul(1024),
+        syscall_filter: syscall_bitmap(&args.syscalls)?,
+        cgroup_filter: true,
+        wakeup_every: args.wakeup_every,
+        floor_only: false,
+    })
+}
+
+/// Cumulative counters from the kernel maps.
+fn snapshot(l: &Counters, mode: Mode) -> KernelCounters {
+    let mut k = KernelCounters { now_ts: boot_ns(), ..Default::default() };
+    for (cg, values) in l.oncpu.iter().flatten() {
+        for (cpu, ns) in values.iter().enumerate() {
+            if *ns > 0 {
+                k.oncpu.insert((cg, cpu as u32), *ns);
+            }
+        }
+    }
+    for (cg, values) in l.loss.iter().flatten() {
+        for (cpu, n) in values.iter().enumerate() {
+            if *n > 0 {
+                k.loss_by_cgroup_cpu.insert((cg, cpu as u32), *n);
+            }
+        }
+    }
+    let sum = |slot: u32| l.stats.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0);
+    k.emitted_total = sum(STAT_EMITTED);
+    k.lost_total = sum(STAT_LOST);
+    if mode == Mode::Count {
+        let mut counts: HashMap<(u64, u32, u32), u64> = HashMap::new();
+        for (key, values) in l.counts.iter().flatten() {
+            counts.insert((key.cgroup_id, key.pidns, key.nr), values.iter().sum());
+        }
+        k.counts = counts;
+    }
+    k
+}
+
+fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) {
+    while let Some(item) = ring.next() {
+        p.record(&item);
+    }
+}
+
+/// Runs the observer until it is told to stop.
+pub async fn run(args: WatchArgs) -> Result<()> {
+    let opts = load_options(&args)?;
+    let sink = Sink::new(open_output(args.output.as_deref())?);
+    let loaded = loader::load(&opts)?;
+
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    let (rep_tx, mut rep_rx) = mpsc::unbounded_channel();
+    let sockets = docker::EngineSockets {
+        docker: args.docker_socket.clone(),
+        podman: args.podman_socket.clone(),
+        ..Default::default()
+    };
+    tokio::spawn(docker::resolver(sockets, req_rx, rep_tx));
+    let mut registry = Registry::from_host();
+    if registry.root().is_none() {
+        eprintln!("warning: no cgroup2 hierarchy is mounted: containers are told apart by namespaces only; mount one with: sudo mount -t cgroup2 none /sys/fs/cgroup/unified");
+    }
+    registry.set_resolver(req_tx);
+    registry.scan();
+
+    let mode = args.mode;
+    let interval = Duration::from_secs_f64(args.interval);
+    let mut p = Pipeline::new(args.clone(), registry, sink, boot_to_unix_offset_ns());
+    p.kernel_record();
+    p.sink.flush().ok();
+
+    run_loop(loaded, p, &mut rep_rx, interval, mode, args.duration).await
+}
+
+async fn run_loop(
+    loaded: Loaded,
+    mut p: Pipeline,
+    names: &mut mpsc::UnboundedReceiver<docker::NameReply>,
+    interval: Duration,
+    mode: Mode,
+    duration: Option<f64>,
+) -> Result<()> {
+    let Loaded { ebpf, events, counts, loss, oncpu, stats, mut cgroup_filter } = loaded;
+    let maps = Counters { counts, loss, oncpu, stats };
+    // SAFETY: the ring buffer owns its map fd, which stays open for as long
+    // as the AsyncFd owns the ring buffer.
+    let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("watch the ring buffer")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+    let mut summary = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+    let stop_at = duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
+    let deadline = async {
+        match stop_at {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("wait for the ring buffer")?;
+                drain(guard.get_inner_mut(), &mut p);
+                guard.clear_ready();
+            }
+            _ = drain_tick.tick() => {
+                drain(ring.get_mut(), &mut p);
+                p.housekeeping();
+            }
+            Some(reply) = names.recv() => p.name_reply(reply),
+            _ = summary.tick() => {
+                drain(ring.get_mut(), &mut p);
+                let k = snapshot(&maps, mode);
+                p.summary(&k, interval.as_secs_f64());
+            }
+            _ = &mut deadline => break,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
+        }
+        for cg in p.new_drops.drain(..) {
+            // A full filter map only costs work, never correctness.
+            let _ = cgroup_filter.insert(cg, CGROUP_DROP, 0);
+        }
+        if p.sink.maybe_flush().is_err() || p.sink.flush().is_err() {
+            if p.sink.closed {
+                // The reader went away (`observer | head`): stop quietly.
+                return Ok(());
+            }
+            anyhow::bail!("write output: {}", std::io::Error::last_os_error());
+        }
+    }
+
+    // Last records, last summary, final loss account; then every link and
+    // map is released as `ebpf` and the maps drop.
+    drain(ring.get_mut(), &mut p);
+    let k = snapshot(&maps, mode);
+    p.summary(&k, interval.as_secs_f64());
+    p.final_loss(&k);
+    let _ = p.sink.flush();
+    drop(ring);
+    drop(ebpf);
+    Ok(())
+}
+
+/// `observer floor`: only the empty `sys_enter` program, until told to stop.
+pub async fn floor(duration: Option<f64>) -> Result<()> {
+    let opts = LoadOptions { floor_only: true, ..Default::default() };
+    let loaded = loader::load(&opts)?;
+    println!("floor attached");
+    let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let wait = async {
+        match duration {
+            Some(d) => tokio::time::sleep(Duration::from_secs_f64(d)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = wait => {}
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    drop(loaded);
+    Ok(())
+}

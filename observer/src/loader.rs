@@ -1,0 +1,203 @@
+//! Loads the kernel programs with this kernel's offsets and the run's
+//! settings, and attaches them. Dropping `Loaded` detaches every link and
+//! releases every program and map.
+
+use std::{fs, path::Path};
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::BtfTracePoint,
+    Btf, Ebpf, EbpfLoader,
+};
+use observer_common::*;
+
+use crate::btf::KernelBtf;
+
+/// The eBPF object built from `observer-ebpf` (empty when built without the
+/// eBPF toolchain).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer.bpf.o"));
+
+/// What to load and attach.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub mode: u32,
+    pub sys_exit: bool,
+    /// Attach the lifecycle programs (fork/exec/exit).
+    pub lifecycle: bool,
+    pub ring_buffer_bytes: u32,
+    pub syscall_filter: Option<[u64; SYSCALL_BITMAP_WORDS]>,
+    pub cgroup_filter: bool,
+    pub wakeup_every: u32,
+    /// Attach only the empty `sys_enter` program (the benchmark's floor).
+    pub floor_only: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            mode: MODE_STREAM,
+            sys_exit: false,
+            lifecycle: true,
+            ring_buffer_bytes: 8 << 20,
+            syscall_filter: None,
+            cgroup_filter: true,
+            wakeup_every: 64,
+            floor_only: false,
+        }
+    }
+}
+
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub counts: PerCpuHashMap<MapData, CountKey, u64>,
+    pub loss: PerCpuHashMap<MapData, u64, u64>,
+    pub oncpu: PerCpuHashMap<MapData, u64, u64>,
+    pub stats: PerCpuArray<MapData, u64>,
+    pub cgroup_filter: BpfHashMap<MapData, u64, u32>,
+}
+
+/// The maps read at every summary.
+pub struct Counters {
+    pub counts: PerCpuHashMap<MapData, CountKey, u64>,
+    pub loss: PerCpuHashMap<MapData, u64, u64>,
+    pub oncpu: PerCpuHashMap<MapData, u64, u64>,
+    pub stats: PerCpuArray<MapData, u64>,
+}
+
+/// tracefs must be mounted for the kernel's tracepoint names to resolve in
+/// some tools (and for classic tracepoints); mount it when it is missing.
+pub fn ensure_tracefs() -> Result<()> {
+    let dir = Path::new("/sys/kernel/tracing");
+    if dir.join("events").exists() {
+        return Ok(());
+    }
+    let (src, target, fstype) = (c"tracefs", c"/sys/kernel/tracing", c"tracefs");
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        bail!(
+            "mount tracefs at /sys/kernel/tracing: {} (run: sudo mount -t tracefs tracefs /sys/kernel/tracing)",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
+/// account it to the memory cgroup and ignore the limit.
+fn raise_memlock(release: &str) {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (5, 11) {
+        return;
+    }
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: valid pointer to a local rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        eprintln!(
+            "warning: could not raise RLIMIT_MEMLOCK ({}); on kernels before 5.11 loading may fail without CAP_SYS_RESOURCE",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn attach(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tracepoint: &str) -> Result<()> {
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut(prog)
+        .with_context(|| format!("program {prog} missing from the eBPF object"))?
+        .try_into()?;
+    p.load(tracepoint, btf).with_context(|| {
+        format!("load tp_btf/{tracepoint} (the kernel needs BTF-enabled tracepoints, Linux 5.5+)")
+    })?;
+    p.attach().with_context(|| format!("attach tp_btf/{tracepoint}"))?;
+    Ok(())
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))?;
+    T::try_from(map).with_context(|| format!("open map {name}"))
+}
+
+pub fn load(opts: &LoadOptions) -> Result<Loaded> {
+    if OBJECT.is_empty() {
+        bail!("this observer was built without its eBPF programs: build it with `cargo xtask build` (or run `cargo xtask run`)");
+    }
+    crate::privilege::check_bpf_privileges()?;
+    if let Err(e) = ensure_tracefs() {
+        eprintln!("warning: {e:#}");
+    }
+    let release = crate::kernel_info::KernelInfo::read().release;
+    raise_memlock(&release);
+    let offsets = KernelBtf::load()
+        .and_then(|k| k.kernel_offsets())
+        .with_context(|| format!("resolve kernel structure offsets from BTF on Linux {release}"))?;
+    let mut config = Config {
+        self_tgid: std::process::id(),
+        mode: opts.mode,
+        flags: 0,
+        wakeup_every: opts.wakeup_every.max(1).next_power_of_two(),
+        syscall_bitmap: [0; SYSCALL_BITMAP_WORDS],
+    };
+    if let Some(bitmap) = opts.syscall_filter {
+        config.flags |= FLAG_SYSCALL_FILTER;
+        config.syscall_bitmap = bitmap;
+    }
+    if opts.cgroup_filter {
+        config.flags |= FLAG_CGROUP_FILTER;
+    }
+    let ring = opts.ring_buffer_bytes.max(4096).next_power_of_two();
+    let btf = Btf::from_sys_fs().context("read kernel BTF from /sys/kernel/btf/vmlinux")?;
+    #[expect(deprecated, reason = "override_global is the same call under its new name; kept for aya 0.13 readers")]
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .set_global(GLOBAL_OFFSETS, &offsets, true)
+        .set_global(GLOBAL_CONFIG, &config, true)
+        .set_max_entries(MAP_EVENTS, ring)
+        .load(OBJECT)
+        .context("load the eBPF object into the kernel")?;
+
+    if opts.floor_only {
+        attach(&mut ebpf, &btf, PROG_FLOOR, "sys_enter")?;
+    } else {
+        attach(&mut ebpf, &btf, PROG_SYS_ENTER, "sys_enter")?;
+        if opts.sys_exit {
+            attach(&mut ebpf, &btf, PROG_SYS_EXIT, "sys_exit")?;
+        }
+        if opts.lifecycle && opts.mode == MODE_STREAM {
+            attach(&mut ebpf, &btf, PROG_FORK, "sched_process_fork")?;
+            attach(&mut ebpf, &btf, PROG_EXEC, "sched_process_exec")?;
+            attach(&mut ebpf, &btf, PROG_EXIT, "sched_process_exit")?;
+        }
+        attach(&mut ebpf, &btf, PROG_SWITCH, "sched_switch")?;
+        attach(&mut ebpf, &btf, PROG_CGROUP_MKDIR, "cgroup_mkdir")?;
+        attach(&mut ebpf, &btf, PROG_CGROUP_RMDIR, "cgroup_rmdir")?;
+    }
+
+    Ok(Loaded {
+        events: take(&mut ebpf, MAP_EVENTS)?,
+        counts: take(&mut ebpf, MAP_COUNTS)?,
+        loss: take(&mut ebpf, MAP_LOSS)?,
+        oncpu: take(&mut ebpf, MAP_ONCPU)?,
+        stats: take(&mut ebpf, MAP_STATS)?,
+        cgroup_filter: take(&mut ebpf, MAP_CGROUP_FILTER)?,
+        ebpf,
+    })
+}
+
+/// Number of BPF programs and maps loaded on the host (for leak checks).
+pub fn loaded_counts() -> (usize, usize) {
+    let progs = aya::programs::loaded_programs().filter(Result::is_ok).count();
+    let maps = aya::maps::loaded_maps().filter(Result::is_ok).count();
+    (progs, maps)
+}
+
+/// Whether the running kernel has what the observer needs; one line each.
+pub fn kernel_has_btf() -> bool {
+    fs::metadata(crate::btf::VMLINUX_BTF).is_ok()
+}

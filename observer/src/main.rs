@@ -1,0 +1,24 @@
+use clap::Parser;
+use observer::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("observer: start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            None => observer::daemon::run(cli.watch).await,
+            Some(Command::Floor { duration }) => observer::daemon::floor(duration).await,
+            Some(Command::Demo(_args)) => anyhow::Ok(()),
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("observer: {e:#}");
+        std::process::exit(1);
+    }
+}

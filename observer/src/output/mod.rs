@@ -1,0 +1,75 @@
+//! Where records go: JSON lines (the default, and the interface scripts use)
+//! or a live table for the room.
+
+pub mod json;
+pub mod table;
+
+use std::{
+    fs::OpenOptions,
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+};
+
+use anyhow::{Context, Result};
+
+/// Version of the JSON schema, in the first (`kernel`) record.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Opens `--output FILE`: created or truncated, never through a symlink (so
+/// a planted link can't make the observer overwrite another file), mode 0644.
+pub fn open_output(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        None => Box::new(io::stdout()),
+        Some(p) if p == Path::new("-") => Box::new(io::stdout()),
+        Some(p) => Box::new(
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(p)
+                .with_context(|| {
+                    format!("open --output {} (a symlink there is refused on purpose)", p.display())
+                })?,
+        ),
+    })
+}
+
+/// Buffered sink for whole lines; a closed reader (`| head`) is reported as
+/// `Closed` so that the daemon can stop quietly.
+pub struct Sink {
+    out: Box<dyn Write + Send>,
+    pub buf: Vec<u8>,
+    pub closed: bool,
+}
+
+impl Sink {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Sink { out, buf: Vec::with_capacity(1 << 16), closed: false }
+    }
+
+    /// Writes out what is buffered once it is large enough.
+    pub fn maybe_flush(&mut self) -> io::Result<()> {
+        if self.buf.len() >= 1 << 16 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.closed {
+            self.buf.clear();
+            return Ok(());
+        }
+        let r = self.out.write_all(&self.buf).and_then(|_| self.out.flush());
+        self.buf.clear();
+        if let Err(e) = &r {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                self.closed = true;
+            }
+        }
+        r
+    }
+}
