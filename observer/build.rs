@@ -6,7 +6,8 @@ use std::{env, fs, path::PathBuf};
 
 fn main() {
     println!("cargo::rerun-if-env-changed=OBSERVER_EBPF_OBJECT");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("observer.bpf.o");
+    let out =
+        PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("observer.bpf.o");
     match env::var("OBSERVER_EBPF_OBJECT") {
         Ok(src) if !src.is_empty() => {
             println!("cargo::rerun-if-changed={src}");

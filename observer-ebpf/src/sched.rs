@@ -12,7 +12,9 @@ use observer_common::{
 };
 
 use crate::{
-    maps::{cgroup_dropped, rare_wakeup, record_loss, ro, CONFIG, EVENTS, ONCPU, OFFSETS, SWITCH_TS},
+    maps::{
+        cgroup_dropped, rare_wakeup, record_loss, ro, CONFIG, EVENTS, OFFSETS, ONCPU, SWITCH_TS,
+    },
     task::{cgroup_id, fill_header, ld, pid_views, uts_ns, Task},
 };
 
@@ -28,7 +30,11 @@ fn wanted(task: Task) -> Option<u64> {
         return None;
     }
     let cgroup = cgroup_id(task);
-    if cgroup_dropped(cgroup) { None } else { Some(cgroup) }
+    if cgroup_dropped(cgroup) {
+        None
+    } else {
+        Some(cgroup)
+    }
 }
 
 /// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`
@@ -36,7 +42,9 @@ fn wanted(task: Task) -> Option<u64> {
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let parent: Task = ctx.arg(0);
     let child: Task = ctx.arg(1);
-    let Some(cgroup) = wanted(parent) else { return 0 };
+    let Some(cgroup) = wanted(parent) else {
+        return 0;
+    };
     let Some(mut entry) = EVENTS.reserve::<ForkRecord>(0) else {
         record_loss(cgroup);
         return 0;
@@ -84,8 +92,12 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let task: Task = ctx.arg(0);
-    let (pid, tid): (u32, u32) =
-        unsafe { (ld(task, ro(&OFFSETS.task_tgid)), ld(task, ro(&OFFSETS.task_pid))) };
+    let (pid, tid): (u32, u32) = unsafe {
+        (
+            ld(task, ro(&OFFSETS.task_tgid)),
+            ld(task, ro(&OFFSETS.task_pid)),
+        )
+    };
     if pid != tid {
         return 0;
     }
@@ -109,7 +121,9 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let prev: Task = ctx.arg(1);
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let Some(last) = SWITCH_TS.get_ptr_mut(0) else { return 0 };
+    let Some(last) = SWITCH_TS.get_ptr_mut(0) else {
+        return 0;
+    };
     let since = unsafe { core::mem::replace(&mut *last, now) };
     let prev_pid: u32 = unsafe { ld(prev, ro(&OFFSETS.task_pid)) };
     // pid 0 is the idle task; the first switch on a CPU has no start.

@@ -84,7 +84,11 @@ fn try_syscall(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
     }
     if ro(&CONFIG.mode) == MODE_COUNT {
         if kind == KIND_SYSCALL {
-            count(CountKey { cgroup_id: cgroup, pidns: pidns(task), nr: nr as u32 });
+            count(CountKey {
+                cgroup_id: cgroup,
+                pidns: pidns(task),
+                nr: nr as u32,
+            });
         }
         return Ok(0);
     }

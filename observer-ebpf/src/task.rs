@@ -9,7 +9,9 @@
 //! BTF pointer. This costs a few ns for the whole chain, where
 //! `bpf_probe_read_kernel` per field costs ~170 ns.
 
-use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns};
+use aya_ebpf::helpers::{
+    bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
+};
 use observer_common::{Header, COMM_LEN};
 
 use crate::maps::{ro, OFFSETS};
@@ -86,7 +88,11 @@ fn thread_view(task: Task) -> (u32, u32, u32) {
         let pid: *const u8 = ld(task, ro(&o.task_thread_pid));
         let level: u32 = ld(pid, ro(&o.pid_level));
         let (nr, ns) = upid(pid, level);
-        let inum = if ns.is_null() { 0 } else { ld::<u32>(ns, ro(&o.pidns_inum)) };
+        let inum = if ns.is_null() {
+            0
+        } else {
+            ld::<u32>(ns, ro(&o.pidns_inum))
+        };
         (nr, inum, level)
     }
 }
@@ -106,7 +112,11 @@ fn leader_ns_pid(task: Task, level: u32) -> u32 {
 fn ns_inum(nsproxy: *const u8, field: u32, inum: u32) -> u32 {
     unsafe {
         let ns: *const u8 = ld(nsproxy, field);
-        if ns.is_null() { 0 } else { ld(ns, inum) }
+        if ns.is_null() {
+            0
+        } else {
+            ld(ns, inum)
+        }
     }
 }
 

@@ -14,6 +14,9 @@ pub struct Group {
     pub total: u64,
     pub pids: BTreeSet<u32>,
     pub pidns: Option<u32>,
+    /// Every PID namespace seen in the cgroup (a container's tasks share
+    /// one; the runtime's helpers briefly sit in the host's).
+    pub pidns_seen: BTreeSet<u32>,
     pub mntns: Option<u32>,
     pub utsns: Option<u32>,
     pub netns: Option<u32>,
@@ -27,7 +30,10 @@ pub struct Group {
 impl Group {
     fn seen(&mut self, h: &Header) {
         self.pids.insert(h.pid);
-        self.pidns = Some(h.pidns);
+        if self.pidns != Some(h.pidns) {
+            self.pidns = Some(h.pidns);
+            self.pidns_seen.insert(h.pidns);
+        }
         self.mntns = Some(h.mntns);
         self.utsns = Some(h.utsns);
         self.netns = Some(h.netns);
@@ -75,7 +81,10 @@ impl Aggregator {
     /// kernel map, summed over CPUs; the interval's deltas are added.
     pub fn add_counts(&mut self, cumulative: &HashMap<(u64, u32, u32), u64>, now_ts: u64) {
         for (&(cgroup, pidns, nr), &total) in cumulative {
-            let prev = self.prev_counts.insert((cgroup, pidns, nr), total).unwrap_or(0);
+            let prev = self
+                .prev_counts
+                .insert((cgroup, pidns, nr), total)
+                .unwrap_or(0);
             let delta = total.saturating_sub(prev);
             if delta == 0 {
                 continue;
@@ -84,6 +93,7 @@ impl Aggregator {
             *g.syscalls.entry(nr as i64).or_default() += delta;
             g.total += delta;
             g.pidns = Some(pidns);
+            g.pidns_seen.insert(pidns);
             if g.first_seen == 0 {
                 g.first_seen = now_ts;
             }
@@ -92,7 +102,10 @@ impl Aggregator {
     }
 
     /// Cumulative on-CPU ns per (cgroup, cpu) -> this interval's, per cgroup.
-    pub fn oncpu_deltas(&mut self, cumulative: &HashMap<(u64, u32), u64>) -> HashMap<u64, BTreeMap<u32, u64>> {
+    pub fn oncpu_deltas(
+        &mut self,
+        cumulative: &HashMap<(u64, u32), u64>,
+    ) -> HashMap<u64, BTreeMap<u32, u64>> {
         let mut out: HashMap<u64, BTreeMap<u32, u64>> = HashMap::new();
         for (&(cgroup, cpu), &ns) in cumulative {
             let prev = self.prev_oncpu.insert((cgroup, cpu), ns).unwrap_or(0);
@@ -120,7 +133,14 @@ pub fn named_counts(g: &Group) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = g
         .syscalls
         .iter()
-        .map(|(&nr, &n)| (crate::syscalls::name(nr).map(str::to_owned).unwrap_or_else(|| nr.to_string()), n))
+        .map(|(&nr, &n)| {
+            (
+                crate::syscalls::name(nr)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| nr.to_string()),
+                n,
+            )
+        })
         .collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v
@@ -152,7 +172,17 @@ mod tests {
     use super::*;
 
     fn hdr(cgroup: u64, pid: u32, ts: u64) -> Header {
-        Header { cgroup_id: cgroup, pid, tid: pid, ts, pidns: 10, mntns: 11, utsns: 12, netns: 13, ..Default::default() }
+        Header {
+            cgroup_id: cgroup,
+            pid,
+            tid: pid,
+            ts,
+            pidns: 10,
+            mntns: 11,
+            utsns: 12,
+            netns: 13,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(o.upid_nr, 0);
         assert_eq!(o.upid_size, 16);
         assert_eq!(o.upid_ns, 8);
-        assert!(o.task_comm > o.task_pid, "comm comes after pid in task_struct");
+        assert!(
+            o.task_comm > o.task_pid,
+            "comm comes after pid in task_struct"
+        );
         assert_ne!(o.task_thread_pid, 0);
         // Nested through an embedded struct: name.nodename is 65 bytes in.
         let name = k.offset("uts_namespace", &["name"]).unwrap();
@@ -182,7 +185,10 @@ mod tests {
     fn names_the_missing_field() {
         let Some(k) = kernel() else { return };
         let err = k.offset("task_struct", &["no_such_field"]).unwrap_err();
-        assert!(err.to_string().contains("task_struct.no_such_field"), "{err}");
+        assert!(
+            err.to_string().contains("task_struct.no_such_field"),
+            "{err}"
+        );
         let err = k.offset("no_such_struct", &["x"]).unwrap_err();
         assert!(err.to_string().contains("no_such_struct"), "{err}");
     }

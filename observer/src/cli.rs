@@ -94,7 +94,9 @@ pub struct WatchArgs {
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
     if v.is_finite() && v > 0.0 {
         Ok(v)
     } else {
@@ -126,8 +128,22 @@ mod tests {
     fn cli_is_consistent_and_parses_the_documented_flags() {
         Cli::command().debug_assert();
         let c = Cli::try_parse_from([
-            "observer", "--mode", "count", "--interval", "0.5", "--duration", "3", "--host",
-            "--container", "web", "--container", "db", "--syscall", "getppid", "--format", "table",
+            "observer",
+            "--mode",
+            "count",
+            "--interval",
+            "0.5",
+            "--duration",
+            "3",
+            "--host",
+            "--container",
+            "web",
+            "--container",
+            "db",
+            "--syscall",
+            "getppid",
+            "--format",
+            "table",
         ])
         .unwrap();
         assert_eq!(c.watch.mode, Mode::Count);

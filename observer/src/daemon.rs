@@ -6,7 +6,9 @@ use std::{collections::HashMap, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use observer_common::{CGROUP_DROP, MODE_COUNT, MODE_STREAM, STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS};
+use observer_common::{
+    CGROUP_DROP, MODE_COUNT, MODE_STREAM, STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS,
+};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
@@ -63,7 +65,10 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
 
 /// Cumulative counters from the kernel maps.
 fn snapshot(l: &Counters, mode: Mode) -> KernelCounters {
-    let mut k = KernelCounters { now_ts: boot_ns(), ..Default::default() };
+    let mut k = KernelCounters {
+        now_ts: boot_ns(),
+        ..Default::default()
+    };
     for (cg, values) in l.oncpu.iter().flatten() {
         for (cpu, ns) in values.iter().enumerate() {
             if *ns > 0 {
@@ -135,8 +140,21 @@ async fn run_loop(
     mode: Mode,
     duration: Option<f64>,
 ) -> Result<()> {
-    let Loaded { ebpf, events, counts, loss, oncpu, stats, mut cgroup_filter } = loaded;
-    let maps = Counters { counts, loss, oncpu, stats };
+    let Loaded {
+        ebpf,
+        events,
+        counts,
+        loss,
+        oncpu,
+        stats,
+        mut cgroup_filter,
+    } = loaded;
+    let maps = Counters {
+        counts,
+        loss,
+        oncpu,
+        stats,
+    };
     // SAFETY: the ring buffer owns its map fd, which stays open for as long
     // as the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
@@ -205,7 +223,10 @@ async fn run_loop(
 
 /// `observer floor`: only the empty `sys_enter` program, until told to stop.
 pub async fn floor(duration: Option<f64>) -> Result<()> {
-    let opts = LoadOptions { floor_only: true, ..Default::default() };
+    let opts = LoadOptions {
+        floor_only: true,
+        ..Default::default()
+    };
     let loaded = loader::load(&opts)?;
     println!("floor attached");
     let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;

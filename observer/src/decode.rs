@@ -44,7 +44,11 @@ impl Event {
 
 fn read<T: Copy>(kind: u32, buf: &[u8]) -> Result<T, DecodeError> {
     if buf.len() < size_of::<T>() {
-        return Err(DecodeError::Short { kind, len: buf.len(), need: size_of::<T>() });
+        return Err(DecodeError::Short {
+            kind,
+            len: buf.len(),
+            need: size_of::<T>(),
+        });
     }
     // SAFETY: length checked above; every T here is a #[repr(C)] record of
     // integers and byte arrays, valid for any bit pattern; the ring buffer
@@ -106,11 +110,20 @@ mod tests {
         }
         for len in [4, 10, 87] {
             assert!(
-                matches!(decode(&b[..len]), Err(DecodeError::Short { kind: KIND_SYSCALL, .. })),
+                matches!(
+                    decode(&b[..len]),
+                    Err(DecodeError::Short {
+                        kind: KIND_SYSCALL,
+                        ..
+                    })
+                ),
                 "len {len}"
             );
         }
-        assert_eq!(decode(&[99, 0, 0, 0, 1, 2]), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(
+            decode(&[99, 0, 0, 0, 1, 2]),
+            Err(DecodeError::UnknownKind(99))
+        );
         // Longer records (a newer kernel side) still decode.
         let mut longer = b.clone();
         longer.extend_from_slice(&[0; 16]);

@@ -16,7 +16,9 @@ pub struct KernelInfo {
 
 fn field(f: &[libc::c_char]) -> String {
     // SAFETY: utsname fields are NUL-terminated within their arrays.
-    unsafe { CStr::from_ptr(f.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(f.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 impl KernelInfo {
@@ -62,14 +64,22 @@ pub struct HostNamespaces {
 impl HostNamespaces {
     pub fn read() -> Self {
         let get = |k| ns_inode("self", k).unwrap_or(0);
-        HostNamespaces { pidns: get("pid"), mntns: get("mnt"), utsns: get("uts"), netns: get("net") }
+        HostNamespaces {
+            pidns: get("pid"),
+            mntns: get("mnt"),
+            utsns: get("uts"),
+            netns: get("net"),
+        }
     }
 }
 
 /// Offset to add to a `CLOCK_BOOTTIME` timestamp to get Unix time, in ns.
 pub fn boot_to_unix_offset_ns() -> i64 {
     fn now(clock: libc::clockid_t) -> i64 {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: valid clock id and out pointer.
         unsafe { libc::clock_gettime(clock, &mut ts) };
         ts.tv_sec * 1_000_000_000 + ts.tv_nsec
@@ -88,24 +98,48 @@ pub struct Virtualization {
 }
 
 /// Pure: decides from the host's files, for tests.
-pub fn detect_virtualization(cpuinfo: &str, dmi_vendor: &str, dmi_product: &str, detect_virt: Option<&str>) -> Virtualization {
+pub fn detect_virtualization(
+    cpuinfo: &str,
+    dmi_vendor: &str,
+    dmi_product: &str,
+    detect_virt: Option<&str>,
+) -> Virtualization {
     let mut evidence = Vec::new();
     let mut hypervisor = None;
-    if cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor")) {
+    if cpuinfo
+        .lines()
+        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
+    {
         evidence.push("cpu hypervisor flag".to_owned());
     }
-    const VENDORS: [&str; 9] =
-        ["QEMU", "KVM", "VMware", "innotek", "Xen", "Microsoft Corporation", "Amazon EC2", "Google", "Firecracker"];
+    const VENDORS: [&str; 9] = [
+        "QEMU",
+        "KVM",
+        "VMware",
+        "innotek",
+        "Xen",
+        "Microsoft Corporation",
+        "Amazon EC2",
+        "Google",
+        "Firecracker",
+    ];
     let dmi = format!("{} {}", dmi_vendor.trim(), dmi_product.trim());
     if let Some(v) = VENDORS.iter().find(|v| dmi.contains(*v)) {
         evidence.push(format!("DMI: {}", dmi.trim()));
         hypervisor = Some(v.to_string());
     }
-    if let Some(d) = detect_virt.map(str::trim).filter(|d| !d.is_empty() && *d != "none") {
+    if let Some(d) = detect_virt
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && *d != "none")
+    {
         evidence.push(format!("systemd-detect-virt: {d}"));
         hypervisor = Some(d.to_owned());
     }
-    Virtualization { virtual_machine: !evidence.is_empty(), evidence, hypervisor }
+    Virtualization {
+        virtual_machine: !evidence.is_empty(),
+        evidence,
+        hypervisor,
+    }
 }
 
 pub fn virtualization() -> Virtualization {
@@ -152,10 +186,20 @@ mod tests {
     fn detects_virtual_machines() {
         let vm = detect_virtualization("flags\t\t: fpu vme hypervisor lahf_lm\n", "", "", None);
         assert!(vm.virtual_machine);
-        let kvm = detect_virtualization("flags : fpu\n", "QEMU\n", "Standard PC (Q35 + ICH9, 2009)\n", Some("kvm\n"));
+        let kvm = detect_virtualization(
+            "flags : fpu\n",
+            "QEMU\n",
+            "Standard PC (Q35 + ICH9, 2009)\n",
+            Some("kvm\n"),
+        );
         assert!(kvm.virtual_machine);
         assert_eq!(kvm.hypervisor.as_deref(), Some("kvm"));
-        let metal = detect_virtualization("flags : fpu vme\n", "Dell Inc.\n", "PowerEdge R640\n", Some("none\n"));
+        let metal = detect_virtualization(
+            "flags : fpu vme\n",
+            "Dell Inc.\n",
+            "PowerEdge R640\n",
+            Some("none\n"),
+        );
         assert!(!metal.virtual_machine);
         assert!(metal.evidence.is_empty());
     }

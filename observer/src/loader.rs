@@ -76,7 +76,13 @@ pub fn ensure_tracefs() -> Result<()> {
     let (src, target, fstype) = (c"tracefs", c"/sys/kernel/tracing", c"tracefs");
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
-        libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         bail!(
@@ -90,11 +96,16 @@ pub fn ensure_tracefs() -> Result<()> {
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
 /// account it to the memory cgroup and ignore the limit.
 fn raise_memlock(release: &str) {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
     if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (5, 11) {
         return;
     }
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: valid pointer to a local rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         eprintln!(
@@ -112,7 +123,8 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tracepoint: &str) -> Result<()
     p.load(tracepoint, btf).with_context(|| {
         format!("load tp_btf/{tracepoint} (the kernel needs BTF-enabled tracepoints, Linux 5.5+)")
     })?;
-    p.attach().with_context(|| format!("attach tp_btf/{tracepoint}"))?;
+    p.attach()
+        .with_context(|| format!("attach tp_btf/{tracepoint}"))?;
     Ok(())
 }
 
@@ -120,7 +132,9 @@ fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
-    let map = ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))?;
+    let map = ebpf
+        .take_map(name)
+        .with_context(|| format!("map {name} missing from the eBPF object"))?;
     T::try_from(map).with_context(|| format!("open map {name}"))
 }
 
@@ -153,7 +167,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     }
     let ring = opts.ring_buffer_bytes.max(4096).next_power_of_two();
     let btf = Btf::from_sys_fs().context("read kernel BTF from /sys/kernel/btf/vmlinux")?;
-    #[expect(deprecated, reason = "override_global is the same call under its new name; kept for aya 0.13 readers")]
+    #[expect(
+        deprecated,
+        reason = "override_global is the same call under its new name; kept for aya 0.13 readers"
+    )]
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .set_global(GLOBAL_OFFSETS, &offsets, true)
@@ -192,7 +209,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
 
 /// Number of BPF programs and maps loaded on the host (for leak checks).
 pub fn loaded_counts() -> (usize, usize) {
-    let progs = aya::programs::loaded_programs().filter(Result::is_ok).count();
+    let progs = aya::programs::loaded_programs()
+        .filter(Result::is_ok)
+        .count();
     let maps = aya::maps::loaded_maps().filter(Result::is_ok).count();
     (progs, maps)
 }

@@ -15,7 +15,10 @@ use crate::{
     container::{docker::NameReply, Container, Registry},
     decode::{cstr, Event},
     kernel_info::{HostNamespaces, KernelInfo},
-    output::{json::{self, Obj}, table, Sink, SCHEMA_VERSION},
+    output::{
+        json::{self, Obj},
+        table, Sink, SCHEMA_VERSION,
+    },
 };
 
 struct Started {
@@ -81,7 +84,9 @@ impl Pipeline {
             prev_loss: HashMap::new(),
             decode_errors: 0,
             warned_names: false,
-            ncpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            ncpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 
@@ -104,7 +109,13 @@ impl Pipeline {
             .str("boot_id", &k.boot_id)
             .str("hostname", &k.hostname)
             .value("host_namespaces", &self.host_ns)
-            .str("mode", match self.args.mode { Mode::Stream => "stream", Mode::Count => "count" })
+            .str(
+                "mode",
+                match self.args.mode {
+                    Mode::Stream => "stream",
+                    Mode::Count => "count",
+                },
+            )
             .u64("observer_pid", std::process::id().into())
             .str("observer_version", env!("CARGO_PKG_VERSION"));
         o.end();
@@ -138,7 +149,9 @@ impl Pipeline {
                 }
             }
             _ => {
-                let Some(cg) = ev.header().map(|h| h.cgroup_id) else { return };
+                let Some(cg) = ev.header().map(|h| h.cgroup_id) else {
+                    return;
+                };
                 if let Some(q) = self.held.get_mut(&cg) {
                     q.push(ev);
                 } else if self.registry.awaiting_name(cg) {
@@ -167,7 +180,10 @@ impl Pipeline {
                 self.mark_drop(cg);
                 None
             }
-            Some(c) if !self.args.containers.is_empty() && !self.args.containers.iter().any(|s| c.matches(s)) => {
+            Some(c)
+                if !self.args.containers.is_empty()
+                    && !self.args.containers.iter().any(|s| c.matches(s)) =>
+            {
                 if !pending_name {
                     self.mark_drop(cg);
                 }
@@ -179,7 +195,9 @@ impl Pipeline {
 
     fn task_event(&mut self, ev: Event) {
         let h: Header = *ev.header().expect("task events have a header");
-        let Some((container, json)) = self.wanted(h.cgroup_id) else { return };
+        let Some((container, json)) = self.wanted(h.cgroup_id) else {
+            return;
+        };
         if let Some(c) = container {
             self.container_seen(&c, &json, h.cgroup_id, h.ts);
         }
@@ -203,25 +221,42 @@ impl Pipeline {
 
     fn container_seen(&mut self, c: &Arc<Container>, json: &Arc<str>, cg: u64, ts: u64) {
         // Pod-level Kubernetes cgroups have no container ID: key on the pod.
-        let key = if c.id.is_empty() { format!("pod:{}", c.pod_uid.as_deref().unwrap_or_default()) } else { c.id.clone() };
+        let key = if c.id.is_empty() {
+            format!("pod:{}", c.pod_uid.as_deref().unwrap_or_default())
+        } else {
+            c.id.clone()
+        };
         if let Some(s) = self.started.get_mut(&key) {
             s.cgroups.insert(cg);
             return;
         }
         self.started.insert(
             key,
-            Started { json: json.clone(), first_ts: ts, cgroups: HashSet::from([cg]) },
+            Started {
+                json: json.clone(),
+                first_ts: ts,
+                cgroups: HashSet::from([cg]),
+            },
         );
         if self.json_out() {
             let mut o = Obj::new(&mut self.sink.buf);
-            o.str("type", "container").str("event", "start").i64("ts", self.clock + ts as i64).raw("container", json).u64("cgroup_id", cg);
+            o.str("type", "container")
+                .str("event", "start")
+                .i64("ts", self.clock + ts as i64)
+                .raw("container", json)
+                .u64("cgroup_id", cg);
             o.end();
         }
     }
 
     fn cgroup_removed(&mut self, cg: u64, ts: u64) {
         self.registry.removed(cg);
-        let Some(id) = self.started.iter().find(|(_, s)| s.cgroups.contains(&cg)).map(|(k, _)| k.clone()) else {
+        let Some(id) = self
+            .started
+            .iter()
+            .find(|(_, s)| s.cgroups.contains(&cg))
+            .map(|(k, _)| k.clone())
+        else {
             return;
         };
         let s = self.started.get_mut(&id).expect("found above");
@@ -245,7 +280,9 @@ impl Pipeline {
 
     /// Releases a cgroup's held events (its name is known, or the wait is over).
     fn release(&mut self, cg: u64) {
-        let Some(q) = self.held.remove(&cg) else { return };
+        let Some(q) = self.held.remove(&cg) else {
+            return;
+        };
         for ev in q {
             match ev {
                 Event::CgroupRmdir(r) => self.cgroup_removed(r.cgroup_id, r.ts),
@@ -296,10 +333,18 @@ impl Pipeline {
         let mut host = Group::default();
         let mut host_cpu: BTreeMap<u32, u64> = BTreeMap::new();
         let mut host_cgroups = 0u64;
-        let mut ids: Vec<u64> = groups.keys().chain(oncpu.keys()).copied().collect::<HashSet<_>>().into_iter().collect();
+        let mut ids: Vec<u64> = groups
+            .keys()
+            .chain(oncpu.keys())
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         ids.sort_unstable();
         for cg in ids {
-            let Some((container, json)) = self.wanted(cg) else { continue };
+            let Some((container, json)) = self.wanted(cg) else {
+                continue;
+            };
             let g = groups.get(&cg).cloned().unwrap_or_default();
             let cpu = oncpu.get(&cg).cloned().unwrap_or_default();
             if container.is_none() {
@@ -310,7 +355,11 @@ impl Pipeline {
                 }
                 continue;
             }
-            if g.total == 0 && g.pids.is_empty() && self.args.mode == Mode::Stream && !self.started.values().any(|s| s.cgroups.contains(&cg)) {
+            if g.total == 0
+                && g.pids.is_empty()
+                && self.args.mode == Mode::Stream
+                && !self.started.values().any(|s| s.cgroups.contains(&cg))
+            {
                 // CPU time only, from a container that made no event yet.
                 continue;
             }
@@ -378,17 +427,32 @@ impl Pipeline {
         }
     }
 
-    fn summary_json(&mut self, entries: &[(String, Option<u64>, Group, BTreeMap<u32, u64>, Option<Arc<Container>>)], loss: &Loss, interval_s: f64) {
+    fn summary_json(
+        &mut self,
+        entries: &[(
+            String,
+            Option<u64>,
+            Group,
+            BTreeMap<u32, u64>,
+            Option<Arc<Container>>,
+        )],
+        loss: &Loss,
+        interval_s: f64,
+    ) {
         let now = self.clock + boot_ns() as i64;
         let mut list = Vec::new();
         for (json, cg, g, cpu, _) in entries {
-            let syscalls: serde_json::Map<String, serde_json::Value> =
-                named_counts(g).into_iter().map(|(k, v)| (k, v.into())).collect();
-            let cpu_ns: BTreeMap<String, u64> = cpu.iter().map(|(c, ns)| (c.to_string(), *ns)).collect();
+            let syscalls: serde_json::Map<String, serde_json::Value> = named_counts(g)
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect();
+            let cpu_ns: BTreeMap<String, u64> =
+                cpu.iter().map(|(c, ns)| (c.to_string(), *ns)).collect();
             let v = serde_json::json!({
                 "container": serde_json::from_str::<serde_json::Value>(json).unwrap_or(serde_json::Value::Null),
                 "cgroup_id": cg,
                 "pidns": g.pidns,
+                "pidns_seen": g.pidns_seen,
                 "mntns": g.mntns,
                 "utsns": g.utsns,
                 "netns": g.netns,
@@ -407,7 +471,8 @@ impl Pipeline {
             list.push(v);
         }
         let k = &self.kernel;
-        let kernel = serde_json::json!({"release": k.release, "version": k.version, "boot_id": k.boot_id});
+        let kernel =
+            serde_json::json!({"release": k.release, "version": k.version, "boot_id": k.boot_id});
         let mut o = Obj::new(&mut self.sink.buf);
         o.str("type", "summary")
             .i64("ts", now)
@@ -418,21 +483,53 @@ impl Pipeline {
         o.end();
     }
 
-    fn summary_table(&mut self, entries: &[(String, Option<u64>, Group, BTreeMap<u32, u64>, Option<Arc<Container>>)], loss: &Loss, interval_s: f64) {
+    fn summary_table(
+        &mut self,
+        entries: &[(
+            String,
+            Option<u64>,
+            Group,
+            BTreeMap<u32, u64>,
+            Option<Arc<Container>>,
+        )],
+        loss: &Loss,
+        interval_s: f64,
+    ) {
         let capacity = interval_s * 1e9 * self.ncpus as f64;
         let rows: Vec<table::Row> = entries
             .iter()
             .map(|(_, _, g, cpu, c)| table::Row {
-                name: c.as_ref().map(|c| c.name.clone().unwrap_or_else(|| c.id.chars().take(12).collect())).unwrap_or_else(|| "(host)".into()),
-                runtime: c.as_ref().map(|c| c.runtime.to_owned()).unwrap_or_else(|| "-".into()),
+                name: c
+                    .as_ref()
+                    .map(|c| {
+                        c.name
+                            .clone()
+                            .unwrap_or_else(|| c.id.chars().take(12).collect())
+                    })
+                    .unwrap_or_else(|| "(host)".into()),
+                runtime: c
+                    .as_ref()
+                    .map(|c| c.runtime.to_owned())
+                    .unwrap_or_else(|| "-".into()),
                 pidns: g.pidns.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 processes: g.pids.len(),
                 syscalls_per_sec: g.total as f64 / interval_s,
-                top: named_counts(g).into_iter().take(3).map(|(n, c)| format!("{n}:{c}")).collect::<Vec<_>>().join(" "),
+                top: named_counts(g)
+                    .into_iter()
+                    .take(3)
+                    .map(|(n, c)| format!("{n}:{c}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 cpu_share: cpu.values().sum::<u64>() as f64 / capacity,
             })
             .collect();
-        let screen = table::render(&rows, &self.kernel.release, &self.kernel.boot_id, interval_s, loss.lost);
+        let screen = table::render(
+            &rows,
+            &self.kernel.release,
+            &self.kernel.boot_id,
+            interval_s,
+            loss.lost,
+        );
         self.sink.buf.extend_from_slice(screen.as_bytes());
     }
 }
@@ -447,6 +544,7 @@ fn merge(into: &mut Group, g: &Group) {
     into.execs += g.execs;
     into.exits += g.exits;
     into.pidns = into.pidns.or(g.pidns);
+    into.pidns_seen.extend(&g.pidns_seen);
     into.mntns = into.mntns.or(g.mntns);
     into.utsns = into.utsns.or(g.utsns);
     into.netns = into.netns.or(g.netns);
@@ -458,7 +556,10 @@ fn merge(into: &mut Group, g: &Group) {
 
 /// `CLOCK_BOOTTIME` now, in ns (the kernel's event clock).
 pub fn boot_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid clock id and out pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

@@ -73,7 +73,9 @@ mod tests {
     fn parses_capability_sets() {
         let root = "Name:\tcat\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n";
         let caps = parse_cap_eff(root).unwrap();
-        assert!(has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON) && has_cap(caps, CAP_SYS_ADMIN));
+        assert!(
+            has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON) && has_cap(caps, CAP_SYS_ADMIN)
+        );
         let user = "CapEff:\t0000000000000000\n";
         assert_eq!(parse_cap_eff(user), Some(0));
         // cap_bpf,cap_perfmon only: bits 38 and 39.

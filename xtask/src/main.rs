@@ -1,1 +1,61 @@
-fn main(){}
+//! `cargo xtask …`: provisioning, building, running, testing, benchmarks.
+//! Build orchestration only: no observer logic lives here.
+
+mod build;
+mod doctor;
+mod engine;
+mod provision;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run and test the kernel-sharing observer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing, build the eBPF object and the daemon.
+    Build,
+    /// Build, then run the observer as root: `cargo xtask run -- --duration 3`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then run every test: unit, privileged kernel tests, end-to-end
+    /// tests with a real Docker engine.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Check every prerequisite; one line each, with the fix.
+    Doctor,
+    /// Run the workshop demo (starts a Docker engine when needed).
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r: Result<()> = match cli.cmd {
+        Cmd::Build => build::build_all(true).map(|_| ()),
+        Cmd::Run { args } => build::run_observer(&args),
+        Cmd::Test { args } => build::test(&args),
+        Cmd::Doctor => doctor::doctor(),
+        Cmd::Demo { args } => build::demo(&args),
+    };
+    if let Err(e) = r {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -63,7 +63,10 @@ struct DiskInner {
 /// Pure: name and image from a `config.v2.json`.
 pub fn parse_disk_config(json: &[u8]) -> Option<(Option<String>, Option<String>)> {
     let c: DiskConfig = serde_json::from_slice(json).ok()?;
-    Some((c.name.map(|n| n.trim_start_matches('/').to_owned()), c.config.and_then(|i| i.image)))
+    Some((
+        c.name.map(|n| n.trim_start_matches('/').to_owned()),
+        c.config.and_then(|i| i.image),
+    ))
 }
 
 async fn connect(path: &PathBuf, timeout: Duration) -> Result<Docker, String> {
@@ -80,11 +83,18 @@ async fn connect(path: &PathBuf, timeout: Duration) -> Result<Docker, String> {
     match tokio::time::timeout(timeout, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(format!("{}: {e}", path.display())),
-        Err(_) => Err(format!("{} did not answer within {timeout:?}", path.display())),
+        Err(_) => Err(format!(
+            "{} did not answer within {timeout:?}",
+            path.display()
+        )),
     }
 }
 
-async fn inspect(docker: &Docker, id: &str, timeout: Duration) -> Result<(Option<String>, Option<String>), String> {
+async fn inspect(
+    docker: &Docker,
+    id: &str,
+    timeout: Duration,
+) -> Result<(Option<String>, Option<String>), String> {
     match tokio::time::timeout(timeout, docker.inspect_container(id, None)).await {
         Ok(Ok(r)) => Ok((
             r.name.map(|n| n.trim_start_matches('/').to_owned()),
@@ -96,7 +106,10 @@ async fn inspect(docker: &Docker, id: &str, timeout: Duration) -> Result<(Option
 }
 
 async fn lookup(sockets: &EngineSockets, clients: &mut Clients, req: &NameRequest) -> NameReply {
-    let mut reply = NameReply { id: req.id.clone(), ..Default::default() };
+    let mut reply = NameReply {
+        id: req.id.clone(),
+        ..Default::default()
+    };
     let (slot, path) = match req.runtime {
         Runtime::Podman => (&mut clients.podman, &sockets.podman),
         _ => (&mut clients.docker, &sockets.docker),
@@ -122,7 +135,11 @@ async fn lookup(sockets: &EngineSockets, clients: &mut Clients, req: &NameReques
         }
     }
     if req.runtime == Runtime::Docker {
-        let file = sockets.docker_root.join("containers").join(&req.id).join("config.v2.json");
+        let file = sockets
+            .docker_root
+            .join("containers")
+            .join(&req.id)
+            .join("config.v2.json");
         if let Ok(bytes) = tokio::fs::read(&file).await {
             if let Some((name, image)) = parse_disk_config(&bytes) {
                 reply.name = name;
@@ -140,7 +157,11 @@ struct Clients {
 }
 
 /// Serves name requests until the request channel closes.
-pub async fn resolver(sockets: EngineSockets, mut rx: mpsc::UnboundedReceiver<NameRequest>, tx: mpsc::UnboundedSender<NameReply>) {
+pub async fn resolver(
+    sockets: EngineSockets,
+    mut rx: mpsc::UnboundedReceiver<NameRequest>,
+    tx: mpsc::UnboundedSender<NameReply>,
+) {
     let mut clients = Clients::default();
     while let Some(req) = rx.recv().await {
         let reply = lookup(&sockets, &mut clients, &req).await;
@@ -177,7 +198,12 @@ mod tests {
         let (req_tx, req_rx) = mpsc::unbounded_channel();
         let (rep_tx, mut rep_rx) = mpsc::unbounded_channel();
         tokio::spawn(resolver(sockets, req_rx, rep_tx));
-        req_tx.send(NameRequest { runtime: Runtime::Docker, id: "ab".repeat(32) }).unwrap();
+        req_tx
+            .send(NameRequest {
+                runtime: Runtime::Docker,
+                id: "ab".repeat(32),
+            })
+            .unwrap();
         let reply = rep_rx.recv().await.unwrap();
         assert_eq!(reply.name, None);
         assert!(reply.problem.unwrap().contains("does not exist"));
@@ -205,8 +231,20 @@ mod tests {
         };
         let mut clients = Clients::default();
         let start = std::time::Instant::now();
-        let reply = lookup(&sockets, &mut clients, &NameRequest { runtime: Runtime::Docker, id: "cd".repeat(32) }).await;
-        assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+        let reply = lookup(
+            &sockets,
+            &mut clients,
+            &NameRequest {
+                runtime: Runtime::Docker,
+                id: "cd".repeat(32),
+            },
+        )
+        .await;
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            start.elapsed()
+        );
         assert!(reply.problem.is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -16,8 +16,8 @@ use std::{
 
 use serde::Serialize;
 
-pub use self::parse::{parse_cgroup_path, ContainerRef, Runtime};
 use self::docker::{NameReply, NameRequest};
+pub use self::parse::{parse_cgroup_path, ContainerRef, Runtime};
 
 /// How long a removed cgroup's record is kept, for late events and the
 /// final summary.
@@ -101,7 +101,8 @@ impl CgroupState {
 
     fn wants_name(&self) -> bool {
         self.container.as_ref().is_some_and(|c| {
-            c.name.is_none() && matches!(c.runtime, "docker" | "podman" | "kubernetes")
+            c.name.is_none()
+                && matches!(c.runtime, "docker" | "podman" | "kubernetes")
                 && !c.id.is_empty()
         })
     }
@@ -141,7 +142,9 @@ impl Registry {
 
     /// The cgroup2 mount of this host.
     pub fn from_host() -> Self {
-        let root = fs::read_to_string("/proc/self/mountinfo").ok().and_then(|m| cgroup2_mount(&m));
+        let root = fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|m| cgroup2_mount(&m));
         Self::new(root)
     }
 
@@ -157,18 +160,41 @@ impl Registry {
     /// Walks the cgroup2 tree: a cgroup's ID is its directory's inode.
     pub fn scan(&mut self) {
         self.last_scan = Some(Instant::now());
-        let Some(root) = self.root.clone() else { return };
+        let Some(root) = self.root.clone() else {
+            return;
+        };
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
-            let Ok(meta) = fs::metadata(&dir) else { continue };
-            let rel = dir.strip_prefix(&root).map(|p| format!("/{}", p.display())).unwrap_or_default();
-            let rel = if rel == "/" { "/".to_owned() } else { rel.trim_end_matches('/').to_owned() };
-            self.cgroups.entry(meta.ino()).or_insert_with(|| CgroupState::new(&rel));
+            let Ok(meta) = fs::metadata(&dir) else {
+                continue;
+            };
+            let rel = dir
+                .strip_prefix(&root)
+                .map(|p| format!("/{}", p.display()))
+                .unwrap_or_default();
+            let rel = if rel == "/" {
+                "/".to_owned()
+            } else {
+                rel.trim_end_matches('/').to_owned()
+            };
+            self.cgroups
+                .entry(meta.ino())
+                .or_insert_with(|| CgroupState::new(&rel));
             if let Ok(entries) = fs::read_dir(&dir) {
-                stack.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
             }
         }
-        let wanted: Vec<u64> = self.cgroups.iter().filter(|(_, s)| s.wants_name() && s.name_pending.is_none()).map(|(id, _)| *id).collect();
+        let wanted: Vec<u64> = self
+            .cgroups
+            .iter()
+            .filter(|(_, s)| s.wants_name() && s.name_pending.is_none())
+            .map(|(id, _)| *id)
+            .collect();
         for id in wanted {
             self.request_name(id);
         }
@@ -188,7 +214,9 @@ impl Registry {
     }
 
     fn request_name(&mut self, id: u64) {
-        let Some(s) = self.cgroups.get_mut(&id) else { return };
+        let Some(s) = self.cgroups.get_mut(&id) else {
+            return;
+        };
         if !s.wants_name() {
             return;
         }
@@ -198,7 +226,13 @@ impl Registry {
             _ => Runtime::Docker,
         };
         if let Some(tx) = &self.requests {
-            if tx.send(NameRequest { runtime, id: c.id.clone() }).is_ok() {
+            if tx
+                .send(NameRequest {
+                    runtime,
+                    id: c.id.clone(),
+                })
+                .is_ok()
+            {
                 s.name_pending = Some(Instant::now());
             }
         }
@@ -212,7 +246,11 @@ impl Registry {
             self.scan();
         }
         if let Some(s) = self.cgroups.get(&id) {
-            if s.wants_name() && s.name_pending.is_none() && s.name_failed.is_none_or(|t| t.elapsed() >= NAME_RETRY) && s.removed.is_none() {
+            if s.wants_name()
+                && s.name_pending.is_none()
+                && s.name_failed.is_none_or(|t| t.elapsed() >= NAME_RETRY)
+                && s.removed.is_none()
+            {
                 self.request_name(id);
             }
         }
@@ -250,7 +288,9 @@ impl Registry {
 
     /// Whether events of this cgroup should wait for its name.
     pub fn awaiting_name(&self, id: u64) -> bool {
-        self.cgroups.get(&id).is_some_and(|s| s.name_pending.is_some_and(|t| t.elapsed() < NAME_WAIT))
+        self.cgroups
+            .get(&id)
+            .is_some_and(|s| s.name_pending.is_some_and(|t| t.elapsed() < NAME_WAIT))
     }
 
     /// Cgroups whose name wait is over (answered or timed out).
@@ -300,7 +340,10 @@ mod tests {
         let hybrid = "25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
                       26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n\
                       27 25 0:24 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n";
-        assert_eq!(cgroup2_mount(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            cgroup2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         let v2 = "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
         assert_eq!(cgroup2_mount(v2), Some(PathBuf::from("/sys/fs/cgroup")));
         let v1 = "27 25 0:24 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
@@ -328,7 +371,11 @@ mod tests {
         assert_eq!(done, vec![77]);
         assert!(!r.awaiting_name(77));
         let s = r.get(77);
-        assert!(s.json.contains("\"name\":\"web\"") && s.json.contains("\"image\":\"alpine\""), "{}", s.json);
+        assert!(
+            s.json.contains("\"name\":\"web\"") && s.json.contains("\"image\":\"alpine\""),
+            "{}",
+            s.json
+        );
         assert!(s.container.as_ref().unwrap().matches("web"));
         assert!(s.container.as_ref().unwrap().matches(&DOCKER_ID[..12]));
         assert!(!s.container.as_ref().unwrap().matches("db"));

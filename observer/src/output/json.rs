@@ -54,7 +54,9 @@ impl<'a> Obj<'a> {
         self.key(k);
         // Plain ASCII without quotes, backslashes or controls is the common
         // case (syscall names, comms): copy it as is.
-        if v.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        if v.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        {
             self.buf.push(b'"');
             self.buf.extend_from_slice(v.as_bytes());
             self.buf.push(b'"');
@@ -106,10 +108,16 @@ mod tests {
         for n in nasty {
             let mut buf = Vec::new();
             let mut o = Obj::new(&mut buf);
-            o.str("type", "exec").cstr("comm", n).u64("pid", u64::MAX).i64("ret", -14).f64("x", f64::NAN).raw("container", "null");
+            o.str("type", "exec")
+                .cstr("comm", n)
+                .u64("pid", u64::MAX)
+                .i64("ret", -14)
+                .f64("x", f64::NAN)
+                .raw("container", "null");
             o.end();
             assert_eq!(buf.last(), Some(&b'\n'));
-            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&buf)));
+            let v: serde_json::Value = serde_json::from_slice(&buf)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&buf)));
             assert_eq!(v["pid"], u64::MAX);
             assert_eq!(v["ret"], -14);
             assert!(v["x"].is_null());
@@ -147,7 +155,12 @@ pub fn event(buf: &mut Vec<u8>, ev: &crate::decode::Event, container: &str, cloc
     match ev {
         Event::Syscall(r) | Event::SyscallExit(r) => {
             let exit = matches!(ev, Event::SyscallExit(_));
-            header_fields(&mut o, if exit { "syscall_exit" } else { "syscall" }, &r.header, clock);
+            header_fields(
+                &mut o,
+                if exit { "syscall_exit" } else { "syscall" },
+                &r.header,
+                clock,
+            );
             match crate::syscalls::name(r.nr) {
                 Some(n) => o.str("syscall", n),
                 None => o.i64("syscall", r.nr),
@@ -168,7 +181,8 @@ pub fn event(buf: &mut Vec<u8>, ev: &crate::decode::Event, container: &str, cloc
         }
         Event::Exec(r) => {
             header_fields(&mut o, "exec", &r.header, clock);
-            o.cstr("filename", &r.filename).cstr("nodename", &r.nodename);
+            o.cstr("filename", &r.filename)
+                .cstr("nodename", &r.nodename);
             tag_fields(&mut o, &r.header, container);
         }
         Event::Exit(r) => {

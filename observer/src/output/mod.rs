@@ -31,7 +31,10 @@ pub fn open_output(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(p)
                 .with_context(|| {
-                    format!("open --output {} (a symlink there is refused on purpose)", p.display())
+                    format!(
+                        "open --output {} (a symlink there is refused on purpose)",
+                        p.display()
+                    )
                 })?,
         ),
     })
@@ -47,7 +50,11 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Sink { out, buf: Vec::with_capacity(1 << 16), closed: false }
+        Sink {
+            out,
+            buf: Vec::with_capacity(1 << 16),
+            closed: false,
+        }
     }
 
     /// Writes out what is buffered once it is large enough.

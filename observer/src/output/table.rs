@@ -40,7 +40,10 @@ pub fn render(rows: &[Row], release: &str, boot_id: &str, interval_s: f64, lost:
         );
     }
     let _ = writeln!(s, "{}", "-".repeat(96));
-    let _ = writeln!(s, "one kernel serves them all: Linux {release}  boot_id {boot_id}");
+    let _ = writeln!(
+        s,
+        "one kernel serves them all: Linux {release}  boot_id {boot_id}"
+    );
     if lost > 0 {
         let _ = writeln!(s, "lost {lost} events in this interval (ring buffer full: try --ring-buffer-kb or --mode count)");
     }
@@ -48,7 +51,11 @@ pub fn render(rows: &[Row], release: &str, boot_id: &str, interval_s: f64, lost:
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_owned() } else { s.chars().take(n - 1).chain(['…']).collect() }
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        s.chars().take(n - 1).chain(['…']).collect()
+    }
 }
 
 #[cfg(test)]
@@ -67,9 +74,16 @@ mod tests {
             cpu_share: 0.25,
         }];
         let s = render(&rows, "6.18.44", "abcd", 1.0, 0);
-        assert!(s.contains("web") && s.contains("docker") && s.contains("1234") && s.contains("25.0"));
+        assert!(
+            s.contains("web") && s.contains("docker") && s.contains("1234") && s.contains("25.0")
+        );
         assert!(s.contains("Linux 6.18.44") && s.contains("boot_id abcd"));
         assert!(render(&[], "r", "b", 1.0, 3).contains("lost 3"));
-        assert_eq!(truncate("a-very-long-container-name-indeed", 10).chars().count(), 10);
+        assert_eq!(
+            truncate("a-very-long-container-name-indeed", 10)
+                .chars()
+                .count(),
+            10
+        );
     }
 }

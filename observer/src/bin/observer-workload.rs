@@ -1,0 +1,146 @@
+//! A known, exact workload for the tests and the benchmark: N `getppid`
+//! calls, optionally inside a given cgroup and fresh PID/mount/UTS
+//! namespaces, with a fork/exec/exit chain inside. Prints what it was (host
+//! PID, namespace PID, namespace inodes, ns per call) as one JSON line.
+
+use std::{ffi::CString, fs, time::Instant};
+
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// Move into this cgroup (a cgroup2 directory) first.
+    #[arg(long)]
+    cgroup: Option<String>,
+    /// Run in fresh PID, mount and UTS namespaces (as their PID 1).
+    #[arg(long)]
+    unshare: bool,
+    /// Set this hostname (needs --unshare).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Fork and exec this program once, and wait for it.
+    #[arg(long)]
+    exec: Option<String>,
+    /// Pin to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Number of getppid calls.
+    #[arg(long, default_value_t = 1000)]
+    calls: u64,
+    /// Sleep this many ms before exiting (keeps the task alive for checks).
+    #[arg(long, default_value_t = 0)]
+    linger_ms: u64,
+}
+
+fn check(rc: i64, what: &str) {
+    if rc < 0 {
+        eprintln!(
+            "observer-workload: {what}: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(1);
+    }
+}
+
+fn ns(kind: &str) -> u64 {
+    fs::read_link(format!("/proc/self/ns/{kind}"))
+        .ok()
+        .and_then(|l| {
+            l.to_string_lossy()
+                .split(['[', ']'])
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(cpu) = args.cpu {
+        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            check(
+                libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) as i64,
+                "pin to CPU",
+            );
+        }
+    }
+    if let Some(cg) = &args.cgroup {
+        if let Err(e) = fs::write(format!("{cg}/cgroup.procs"), "0") {
+            eprintln!("observer-workload: join cgroup {cg}: {e}");
+            std::process::exit(1);
+        }
+    }
+    if args.unshare {
+        // SAFETY: plain syscalls; after fork the child only continues this
+        // single-threaded program.
+        unsafe {
+            check(
+                libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS) as i64,
+                "unshare",
+            );
+            let child = libc::fork();
+            check(child as i64, "fork");
+            if child > 0 {
+                let mut status = 0;
+                libc::waitpid(child, &mut status, 0);
+                std::process::exit(if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    1
+                });
+            }
+        }
+    }
+    if let Some(h) = &args.hostname {
+        // SAFETY: valid buffer and length.
+        check(
+            unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) } as i64,
+            "sethostname",
+        );
+    }
+    if let Some(prog) = &args.exec {
+        let c = CString::new(prog.as_str()).expect("no NUL in path");
+        // SAFETY: fork then execv in the child; the child only calls
+        // async-signal-safe functions.
+        unsafe {
+            let child = libc::fork();
+            check(child as i64, "fork");
+            if child == 0 {
+                let argv = [c.as_ptr(), std::ptr::null()];
+                libc::execv(c.as_ptr(), argv.as_ptr());
+                libc::_exit(127);
+            }
+            let mut status = 0;
+            libc::waitpid(child, &mut status, 0);
+        }
+    }
+    let start = Instant::now();
+    for _ in 0..args.calls {
+        // SAFETY: getppid has no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+    let elapsed = start.elapsed();
+    // /proc is still the host's mount: /proc/self names the host PID.
+    let host_pid: u64 = fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_string_lossy().parse().ok())
+        .unwrap_or(0);
+    println!(
+        "{}",
+        serde_json::json!({
+            "host_pid": host_pid,
+            "ns_pid": std::process::id(),
+            "pidns": ns("pid"),
+            "mntns": ns("mnt"),
+            "utsns": ns("uts"),
+            "calls": args.calls,
+            "ns_per_call": elapsed.as_nanos() as f64 / args.calls.max(1) as f64,
+        })
+    );
+    if args.linger_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(args.linger_ms));
+    }
+}

@@ -1,0 +1,143 @@
+//! Building the eBPF object and the daemon, and running either.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    provision::{ensure_bpf_linker, ensure_toolchain},
+    util::{is_root, run, which, workspace_root},
+};
+
+/// Builds the eBPF object; returns its path.
+pub fn build_ebpf() -> Result<PathBuf> {
+    let tc = ensure_toolchain()?;
+    let linker = ensure_bpf_linker(tc.llvm_major)?;
+    let root = workspace_root();
+    let target_dir = root.join("target/bpf");
+    let linker_dir = linker.parent().expect("a file has a parent").to_path_buf();
+    let path = format!(
+        "{}:{}",
+        linker_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = tc.command();
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--package",
+            "observer-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("PATH", path);
+    eprintln!("xtask: eBPF toolchain: {}", tc.description);
+    run(&mut cmd).context("build the eBPF programs")?;
+    let obj = target_dir.join("bpfel-unknown-none/release/observer");
+    if !obj.exists() {
+        bail!("the eBPF build produced no object at {}", obj.display());
+    }
+    Ok(obj)
+}
+
+/// `cargo` for the userspace crates, with the eBPF object to embed.
+pub fn cargo(obj: &std::path::Path) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root())
+        .env("OBSERVER_EBPF_OBJECT", obj)
+        .env_remove("RUSTC_BOOTSTRAP");
+    c
+}
+
+/// Builds everything; returns the daemon's path.
+pub fn build_all(release: bool) -> Result<PathBuf> {
+    let obj = build_ebpf()?;
+    let mut c = cargo(&obj);
+    c.args(["build", "--package", "observer", "--bin", "observer"]);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c).context("build the observer daemon")?;
+    Ok(workspace_root().join(if release {
+        "target/release/observer"
+    } else {
+        "target/debug/observer"
+    }))
+}
+
+/// Runs a binary as root: directly when we are root, else through `sudo -E`.
+/// Returns its exit code.
+fn run_as_root(bin: &std::path::Path, args: &[String]) -> Result<i32> {
+    let mut cmd = if is_root() {
+        Command::new(bin)
+    } else if which("sudo").is_some() {
+        eprintln!(
+            "xtask: the observer needs root (or CAP_BPF + CAP_PERFMON): re-running under sudo -E"
+        );
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(bin);
+        c
+    } else {
+        bail!(
+            "the observer needs root (or CAP_BPF + CAP_PERFMON) and there is no sudo: run `{}` as root, \
+             or grant it the capabilities: setcap cap_bpf,cap_perfmon+ep {}",
+            bin.display(),
+            bin.display()
+        );
+    };
+    cmd.args(args);
+    let status = cmd
+        .status()
+        .with_context(|| format!("start {}", bin.display()))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+pub fn run_observer(args: &[String]) -> Result<()> {
+    let bin = build_all(true)?;
+    let code = run_as_root(&bin, args)?;
+    std::process::exit(code);
+}
+
+/// The workshop demo: a Docker engine (started here when none runs, and
+/// stopped after), the locally built image, then `observer demo`.
+pub fn demo(args: &[String]) -> Result<()> {
+    let bin = build_all(true)?;
+    let engine = match crate::engine::ensure_engine() {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("xtask: no Docker engine ({e:#}); the demo falls back to namespaces made with unshare");
+            None
+        }
+    };
+    let mut all = vec!["demo".to_owned()];
+    if let Some(e) = &engine {
+        all.push("--fallback-image".into());
+        all.push(e.image.clone());
+    }
+    all.extend_from_slice(args);
+    let code = run_as_root(&bin, &all)?;
+    drop(engine);
+    std::process::exit(code);
+}
+
+/// The whole suite: unit tests, privileged kernel tests, end-to-end tests
+/// with a real Docker engine (started here when none runs).
+pub fn test(extra: &[String]) -> Result<()> {
+    let obj = build_ebpf()?;
+    let engine = crate::engine::ensure_engine();
+    let mut c = cargo(&obj);
+    match &engine {
+        Ok(e) => {
+            c.env("OBSERVER_TEST_IMAGE", &e.image);
+        }
+        // The end-to-end tests then say why they can't run (and fail in CI).
+        Err(e) => eprintln!("xtask: no Docker engine for the end-to-end tests: {e:#}"),
+    }
+    c.args(["test", "--workspace", "--exclude", "observer-ebpf"]);
+    c.args(extra);
+    run(&mut c).context("run the test suite")
+}

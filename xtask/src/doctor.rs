@@ -1,0 +1,143 @@
+//! `cargo xtask doctor`: every prerequisite, one line each, with the fix.
+
+use std::{fs, path::Path, process::Command};
+
+use anyhow::Result;
+
+use crate::{
+    provision::{find_bpf_linker, find_toolchain},
+    util::{is_root, output, which},
+};
+
+fn line(ok: bool, what: &str, detail: &str) {
+    println!(
+        "{} {what}: {detail}",
+        if ok { "OK     " } else { "MISSING" }
+    );
+}
+
+fn kernel_version() -> (u32, u32, String) {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0), release)
+}
+
+fn cap_eff() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn doctor() -> Result<()> {
+    let (major, minor, release) = kernel_version();
+    line(
+        (major, minor) >= (5, 8),
+        "kernel",
+        &if (major, minor) >= (5, 8) {
+            format!("Linux {release} (5.8+ needed: BPF ring buffer, tp_btf, CAP_BPF)")
+        } else {
+            format!("Linux {release} is older than 5.8: upgrade the kernel")
+        },
+    );
+
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    line(
+        btf,
+        "BTF",
+        if btf {
+            "/sys/kernel/btf/vmlinux"
+        } else {
+            "no /sys/kernel/btf/vmlinux: use a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+        },
+    );
+
+    let caps = cap_eff();
+    let privileged = is_root() || (caps & (1 << 39) != 0 && caps & (1 << 38) != 0);
+    line(
+        privileged,
+        "privileges",
+        if privileged {
+            "root or CAP_BPF + CAP_PERFMON"
+        } else {
+            "not root: `cargo xtask run` re-runs under sudo -E, or run: sudo setcap cap_bpf,cap_perfmon+ep target/release/observer"
+        },
+    );
+    let unpriv =
+        fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled").unwrap_or_default();
+    line(
+        Path::new("/sys/fs/bpf").exists() || !unpriv.is_empty(),
+        "bpf syscall",
+        &format!(
+            "available (kernel.unprivileged_bpf_disabled={})",
+            unpriv.trim()
+        ),
+    );
+
+    let tracefs = Path::new("/sys/kernel/tracing/events").exists();
+    line(
+        true,
+        "tracefs",
+        if tracefs {
+            "mounted at /sys/kernel/tracing"
+        } else {
+            "not mounted; the observer mounts it (or: sudo mount -t tracefs tracefs /sys/kernel/tracing)"
+        },
+    );
+
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let cg2 = mounts
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split_whitespace().nth(4).map(str::to_owned));
+    let hybrid = mounts.lines().any(|l| l.contains(" - cgroup "));
+    line(cg2.is_some(), "cgroup v2", &match (&cg2, hybrid) {
+        (Some(p), true) => format!("hybrid: v1 controllers plus cgroup2 at {p}"),
+        (Some(p), false) => format!("unified at {p}"),
+        (None, _) => "v1 only: containers are attributed from /proc; mount cgroup2: sudo mount -t cgroup2 none /sys/fs/cgroup/unified".into(),
+    });
+
+    match find_toolchain() {
+        Some(t) => {
+            line(true, "eBPF toolchain", &t.description);
+            match find_bpf_linker(t.llvm_major) {
+                Some(p) => line(true, "bpf-linker", &p.display().to_string()),
+                None => line(false, "bpf-linker", &format!(
+                    "missing (`cargo xtask build` installs it): sudo apt-get install llvm-{0}-dev && cargo install bpf-linker --no-default-features --features llvm-{0}",
+                    t.llvm_major
+                )),
+            }
+        }
+        None => {
+            line(false, "eBPF toolchain", "none (`cargo xtask build` installs it): rustup toolchain install nightly --component rust-src, or on Debian 12: sudo apt-get install rustc-web cargo-web rust-web-src");
+            line(false, "bpf-linker", "needs the eBPF toolchain first");
+        }
+    }
+
+    let docker_cli = which("docker").is_some();
+    let engine = docker_cli
+        && output(Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]))
+            .is_some();
+    let docker_detail = if engine {
+        "engine running (optional: names containers, end-to-end tests)".to_owned()
+    } else if which("dockerd").is_some() {
+        "(optional) installed but not running: sudo dockerd --iptables=false --bridge=none &"
+            .to_owned()
+    } else {
+        "(optional) not installed: sudo apt-get install docker.io".to_owned()
+    };
+    println!(
+        "{} docker: {docker_detail}",
+        if engine { "OK     " } else { "OPTIONAL" }
+    );
+    Ok(())
+}
