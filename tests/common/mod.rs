@@ -49,7 +49,9 @@ pub fn fake_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{:016x}{:016x}{:032x}", std::process::id(), n, nanos)
+    // Sequence first, so that 12-character prefixes (Docker's short IDs)
+    // differ between the IDs of one run.
+    format!("{n:08x}{:08x}{nanos:048x}", std::process::id())
 }
 
 /// A cgroup made for the test at `rel` (e.g. "/docker/<id>"), removed on drop.
@@ -105,6 +107,24 @@ pub fn workload(args: &[&str]) -> Value {
         "workload failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    serde_json::from_slice(&out.stdout).expect("workload prints JSON")
+}
+
+/// Starts the workload without waiting (for tasks that must overlap).
+pub fn workload_spawn(args: &[&str]) -> Child {
+    Command::new(WORKLOAD)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start observer-workload")
+}
+
+/// Waits for a spawned workload and returns its report.
+pub fn workload_wait(child: Child) -> Value {
+    let out = child
+        .wait_with_output()
+        .expect("wait for observer-workload");
+    assert!(out.status.success(), "workload failed");
     serde_json::from_slice(&out.stdout).expect("workload prints JSON")
 }
 

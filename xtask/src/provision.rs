@@ -52,24 +52,30 @@ fn has_library_source(sysroot: &str) -> bool {
         .exists()
 }
 
-/// 1. a rustup nightly with rust-src; 2. a system rustc whose sysroot carries
-/// the library source (with RUSTC_BOOTSTRAP=1). A nightly without rust-src
-/// is never chosen.
-pub fn find_toolchain() -> Option<EbpfToolchain> {
-    if let Some(rustup) = which("rustup") {
+/// Every compiler here that can build `core` for the BPF target: 1. a
+/// rustup nightly with rust-src; 2. a system rustc whose sysroot carries the
+/// library source (with RUSTC_BOOTSTRAP=1). A nightly without rust-src is
+/// never a candidate.
+pub fn find_toolchains() -> Vec<EbpfToolchain> {
+    let mut found = Vec::new();
+    if let (Some(rustup), Some(cargo)) = (which("rustup"), which("cargo")) {
         let sysroot =
             output(Command::new(&rustup).args(["run", "nightly", "rustc", "--print", "sysroot"]));
         if let Some(sysroot) = sysroot.filter(|s| has_library_source(s)) {
             let vv = output(Command::new(&rustup).args(["run", "nightly", "rustc", "-vV"]))
                 .unwrap_or_default();
-            let cargo = which("cargo")?;
-            return Some(EbpfToolchain {
-                description: format!("rustup nightly with rust-src ({})", sysroot.trim()),
-                cargo,
-                cargo_prefix_args: vec!["+nightly".into()],
-                env: vec![],
-                llvm_major: llvm_major(&vv)?,
-            });
+            if let Some(llvm) = llvm_major(&vv) {
+                found.push(EbpfToolchain {
+                    description: format!(
+                        "rustup nightly with rust-src, LLVM {llvm} ({})",
+                        sysroot.trim()
+                    ),
+                    cargo,
+                    cargo_prefix_args: vec!["+nightly".into()],
+                    env: vec![],
+                    llvm_major: llvm,
+                });
+            }
         }
     }
     for rustc in ["/usr/bin/rustc", "/usr/local/bin/rustc"] {
@@ -83,17 +89,18 @@ pub fn find_toolchain() -> Option<EbpfToolchain> {
             continue;
         }
         let vv = output(Command::new(rustc).arg("-vV")).unwrap_or_default();
+        let Some(llvm) = llvm_major(&vv) else {
+            continue;
+        };
         // The cargo shipped beside that rustc, else the default one.
         let cargo = Path::new(rustc).with_file_name("cargo");
-        let cargo = if cargo.exists() {
-            cargo
-        } else {
-            which("cargo")?
+        let Some(cargo) = cargo.exists().then_some(cargo).or_else(|| which("cargo")) else {
+            continue;
         };
         let version = vv.lines().next().unwrap_or("rustc").to_owned();
-        return Some(EbpfToolchain {
+        found.push(EbpfToolchain {
             description: format!(
-                "{version} at {rustc} with its library source (RUSTC_BOOTSTRAP=1)"
+                "{version} at {rustc} with its library source, LLVM {llvm} (RUSTC_BOOTSTRAP=1)"
             ),
             cargo,
             cargo_prefix_args: vec![],
@@ -101,71 +108,98 @@ pub fn find_toolchain() -> Option<EbpfToolchain> {
                 ("RUSTC".into(), rustc.into()),
                 ("RUSTC_BOOTSTRAP".into(), "1".into()),
             ],
-            llvm_major: llvm_major(&vv)?,
+            llvm_major: llvm,
         });
     }
-    None
+    found
 }
 
-/// Finds the toolchain, installing one where it can.
+/// The LLVM major version an installed bpf-linker links against
+/// (`libLLVM.so.22.1` / `libLLVM-22.so` in its dynamic dependencies).
+pub fn linker_llvm(path: &Path) -> Option<u32> {
+    let ldd = output(Command::new("ldd").arg(path))?;
+    ldd.lines().find_map(|l| {
+        let name = l.split_whitespace().next()?;
+        let rest = name.strip_prefix("libLLVM")?;
+        rest.trim_start_matches(['-', '.'])
+            .trim_start_matches("so.")
+            .split(['.', '-'])
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// A bpf-linker usable with a compiler on LLVM `llvm`: its own LLVM must
+/// be at least the compiler's, or it can't read the compiler's bitcode.
+pub fn find_bpf_linker(llvm: u32) -> Option<PathBuf> {
+    let path = which("bpf-linker")?;
+    (linker_llvm(&path)? >= llvm).then_some(path)
+}
+
+/// Whether the distribution can provide LLVM `llvm`'s development files.
+fn llvm_dev_available(llvm: u32) -> bool {
+    dpkg_installed(&format!("llvm-{llvm}-dev"))
+        || output(Command::new("apt-cache").args(["policy", &format!("llvm-{llvm}-dev")]))
+            .is_some_and(|s| {
+                s.lines()
+                    .any(|l| l.trim().starts_with("Candidate:") && !l.contains("(none)"))
+            })
+}
+
+/// The first candidate for which a bpf-linker exists or can be built.
+fn pick(candidates: Vec<EbpfToolchain>) -> Option<EbpfToolchain> {
+    let mut rest = Vec::new();
+    for t in candidates {
+        if find_bpf_linker(t.llvm_major).is_some() {
+            return Some(t);
+        }
+        rest.push(t);
+    }
+    rest.into_iter().find(|t| llvm_dev_available(t.llvm_major))
+}
+
+/// The toolchain `cargo xtask doctor` reports, without installing anything.
+pub fn find_toolchain() -> Option<EbpfToolchain> {
+    pick(find_toolchains())
+}
+
+/// Finds a toolchain, installing one where it can. On Debian and Ubuntu the
+/// distribution's rustc goes first: its LLVM is the one whose development
+/// files the distribution ships, which bpf-linker must be built against.
 pub fn ensure_toolchain() -> Result<EbpfToolchain> {
     if let Some(t) = find_toolchain() {
         return Ok(t);
     }
-    eprintln!(
-        "xtask: no Rust toolchain that can build `core` for bpfel-unknown-none; installing one"
-    );
-    // Upstream's way, where rustup can download.
-    if let Some(rustup) = which("rustup") {
-        let ok = Command::new(&rustup)
-            .args([
-                "toolchain",
-                "install",
-                "nightly",
-                "--profile",
-                "minimal",
-                "--component",
-                "rust-src",
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            if let Some(t) = find_toolchain() {
-                return Ok(t);
-            }
-        }
-        eprintln!("xtask: rustup could not provide nightly with rust-src; trying the distribution's rustc with its library source");
-    }
-    // Debian 12 / Ubuntu: a recent rustc with the library source.
+    eprintln!("xtask: no Rust toolchain that can build `core` for bpfel-unknown-none with a matching bpf-linker; installing one");
     if which("apt-get").is_some() {
         apt_install(&["rustc-web", "cargo-web", "rust-web-src"])?;
         if let Some(t) = find_toolchain() {
             return Ok(t);
         }
     }
+    if let Some(rustup) = which("rustup") {
+        // Upstream's way, where rustup can download.
+        run(Command::new(&rustup).args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))?;
+        if let Some(t) = find_toolchain() {
+            return Ok(t);
+        }
+    }
     bail!(
-        "no toolchain to build the eBPF programs: run `rustup toolchain install nightly --component rust-src`, \
-         or on Debian 12 `sudo apt-get install rustc-web cargo-web rust-web-src`"
+        "no toolchain to build the eBPF programs: on Debian 12 run `sudo apt-get install rustc-web cargo-web rust-web-src llvm-22-dev`, \
+         elsewhere `rustup toolchain install nightly --component rust-src` and a bpf-linker built for its LLVM"
     )
 }
 
-/// The LLVM major version a bpf-linker was built against, from the stamp
-/// xtask writes when it installs one.
-fn linker_stamp() -> PathBuf {
-    crate::util::workspace_root().join("target/xtask/bpf-linker.llvm")
-}
-
-pub fn find_bpf_linker(llvm: u32) -> Option<PathBuf> {
-    let path = which("bpf-linker")?;
-    match std::fs::read_to_string(linker_stamp()) {
-        // Installed by us for another LLVM: not usable with this compiler.
-        Ok(s) if s.trim().parse::<u32>().ok() != Some(llvm) => None,
-        _ => Some(path),
-    }
-}
-
-/// A bpf-linker built against the compiler's LLVM (it must be at least the
-/// compiler's, or the bitcode won't load).
+/// A bpf-linker built against the compiler's LLVM.
 pub fn ensure_bpf_linker(llvm: u32) -> Result<PathBuf> {
     if let Some(p) = find_bpf_linker(llvm) {
         return Ok(p);
@@ -184,22 +218,20 @@ pub fn ensure_bpf_linker(llvm: u32) -> Result<PathBuf> {
         .args([
             "install",
             "bpf-linker",
-            "--locked",
+            "--force",
             "--no-default-features",
             "--features",
         ])
         .arg(format!("llvm-{llvm}"))
         .env("PATH", path)
-        // llvm-sys finds llvm-config, but the final link needs libLLVM's
-        // directory too.
+        // llvm-sys finds llvm-config, but the final link also needs
+        // libLLVM's directory.
         .env("LIBRARY_PATH", format!("{prefix}/lib"))
         .env(format!("LLVM_SYS_{llvm}1_PREFIX"), &prefix)
         .env_remove("RUSTC")
         .env_remove("CARGO_TARGET_DIR"))
     .with_context(|| format!("install bpf-linker for LLVM {llvm}"))?;
-    std::fs::create_dir_all(linker_stamp().parent().expect("has a parent"))?;
-    std::fs::write(linker_stamp(), llvm.to_string())?;
-    which("bpf-linker").context("bpf-linker installed but not found: add ~/.cargo/bin to PATH")
+    find_bpf_linker(llvm).context("bpf-linker installed but not found: add ~/.cargo/bin to PATH")
 }
 
 #[cfg(test)]
@@ -211,5 +243,13 @@ mod tests {
         let vv = "rustc 1.96.0 (ac68faa20 2026-05-25) (built from a source tarball)\nbinary: rustc\nLLVM version: 22.1.8\n";
         assert_eq!(llvm_major(vv), Some(22));
         assert_eq!(llvm_major("rustc 1.0"), None);
+    }
+
+    #[test]
+    fn reads_the_linkers_llvm() {
+        // Whatever bpf-linker is installed here must name its LLVM.
+        if let Some(p) = which("bpf-linker") {
+            assert!(linker_llvm(&p).is_some_and(|v| v >= 14), "{}", p.display());
+        }
     }
 }
