@@ -2,9 +2,15 @@
 //! Docker-compatible socket), with Docker's on-disk config as the fallback.
 //! Runs beside the event path: requests in, replies out, never blocking it.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use bollard::Docker;
+use bollard::{query_parameters::EventsOptions, Docker};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -105,11 +111,73 @@ async fn inspect(
     }
 }
 
-async fn lookup(sockets: &EngineSockets, clients: &mut Clients, req: &NameRequest) -> NameReply {
+/// Names and images announced by the engine's event stream, by container
+/// ID. A container is created before its cgroup exists, so its name is
+/// usually here before its first event: even a `docker run --rm` that lives
+/// for milliseconds, and is gone before an inspect could answer, is named.
+#[derive(Clone, Default)]
+pub struct Announced(Arc<Mutex<HashMap<String, (Option<String>, Option<String>)>>>);
+
+impl Announced {
+    const MAX: usize = 4096;
+
+    fn get(&self, id: &str) -> Option<(Option<String>, Option<String>)> {
+        self.0.lock().ok()?.get(id).cloned()
+    }
+
+    fn insert(&self, id: String, name: Option<String>, image: Option<String>) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= Self::MAX {
+                m.clear();
+            }
+            m.insert(id, (name, image));
+        }
+    }
+}
+
+/// Follows Docker's event stream (container create/start/rename), and
+/// reconnects after the engine goes away, with a pause between attempts.
+async fn follow_events(path: PathBuf, timeout: Duration, announced: Announced) {
+    loop {
+        if let Ok(docker) = connect(&path, timeout).await {
+            let filters = HashMap::from([
+                ("type".to_owned(), vec!["container".to_owned()]),
+                (
+                    "event".to_owned(),
+                    vec!["create".to_owned(), "start".to_owned(), "rename".to_owned()],
+                ),
+            ]);
+            let mut stream = docker.events(Some(EventsOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }));
+            while let Some(Ok(ev)) = stream.next().await {
+                let Some(actor) = ev.actor else { continue };
+                let (Some(id), Some(attrs)) = (actor.id, actor.attributes) else {
+                    continue;
+                };
+                announced.insert(id, attrs.get("name").cloned(), attrs.get("image").cloned());
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+async fn lookup(
+    sockets: &EngineSockets,
+    clients: &mut Clients,
+    announced: &Announced,
+    req: &NameRequest,
+) -> NameReply {
     let mut reply = NameReply {
         id: req.id.clone(),
         ..Default::default()
     };
+    if let Some((name, image)) = announced.get(&req.id) {
+        reply.name = name;
+        reply.image = image;
+        return reply;
+    }
     let (slot, path) = match req.runtime {
         Runtime::Podman => (&mut clients.podman, &sockets.podman),
         _ => (&mut clients.docker, &sockets.docker),
@@ -128,8 +196,12 @@ async fn lookup(sockets: &EngineSockets, clients: &mut Clients, req: &NameReques
                 return reply;
             }
             Err(e) => {
-                // Reconnect next time: the engine may have restarted.
-                *slot = None;
+                // The event may have arrived meanwhile.
+                if let Some((name, image)) = announced.get(&req.id) {
+                    reply.name = name;
+                    reply.image = image;
+                    return reply;
+                }
                 reply.problem = Some(e);
             }
         }
@@ -163,12 +235,19 @@ pub async fn resolver(
     tx: mpsc::UnboundedSender<NameReply>,
 ) {
     let mut clients = Clients::default();
+    let announced = Announced::default();
+    let events = tokio::spawn(follow_events(
+        sockets.docker.clone(),
+        sockets.timeout,
+        announced.clone(),
+    ));
     while let Some(req) = rx.recv().await {
-        let reply = lookup(&sockets, &mut clients, &req).await;
+        let reply = lookup(&sockets, &mut clients, &announced, &req).await;
         if tx.send(reply).is_err() {
             break;
         }
     }
+    events.abort();
 }
 
 #[cfg(test)]
@@ -234,6 +313,7 @@ mod tests {
         let reply = lookup(
             &sockets,
             &mut clients,
+            &Announced::default(),
             &NameRequest {
                 runtime: Runtime::Docker,
                 id: "cd".repeat(32),
