@@ -116,6 +116,10 @@ pub struct DemoArgs {
     /// Use namespaces made with unshare instead of Docker.
     #[arg(long)]
     pub unshare: bool,
+    /// Image to use when alpine is neither present nor pullable (`cargo
+    /// xtask demo` passes the one it builds locally).
+    #[arg(long)]
+    pub fallback_image: Option<String>,
 }
 
 #[cfg(test)]

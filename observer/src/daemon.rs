@@ -102,8 +102,13 @@ fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) {
     }
 }
 
-/// Runs the observer until it is told to stop.
+/// Runs the observer until a signal, `--duration` or a closed output.
 pub async fn run(args: WatchArgs) -> Result<()> {
+    run_until(args, std::future::pending()).await
+}
+
+/// Like `run`, and also stops when `stop` completes (the demo drives it).
+pub async fn run_until(args: WatchArgs, stop: impl std::future::Future<Output = ()>) -> Result<()> {
     let opts = load_options(&args)?;
     let sink = Sink::new(open_output(args.output.as_deref())?);
     let loaded = loader::load(&opts)?;
@@ -129,7 +134,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     p.kernel_record();
     p.sink.flush().ok();
 
-    run_loop(loaded, p, &mut rep_rx, interval, mode, args.duration).await
+    run_loop(loaded, p, &mut rep_rx, interval, mode, args.duration, stop).await
 }
 
 async fn run_loop(
@@ -139,7 +144,9 @@ async fn run_loop(
     interval: Duration,
     mode: Mode,
     duration: Option<f64>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
+    tokio::pin!(stop);
     let Loaded {
         ebpf,
         events,
@@ -192,6 +199,7 @@ async fn run_loop(
                 p.summary(&k, interval.as_secs_f64());
             }
             _ = &mut deadline => break,
+            _ = &mut stop => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => break,
@@ -212,6 +220,16 @@ async fn run_loop(
     // Last records, last summary, final loss account; then every link and
     // map is released as `ebpf` and the maps drop.
     drain(ring.get_mut(), &mut p);
+    // Names still on their way get a last short chance.
+    let grace = tokio::time::sleep(Duration::from_millis(300));
+    tokio::pin!(grace);
+    while p.has_held() {
+        tokio::select! {
+            Some(reply) = names.recv() => p.name_reply(reply),
+            _ = &mut grace => break,
+        }
+    }
+    p.release_all();
     let k = snapshot(&maps, mode);
     p.summary(&k, interval.as_secs_f64());
     p.final_loss(&k);

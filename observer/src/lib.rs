@@ -12,6 +12,7 @@ pub mod cli;
 pub mod container;
 pub mod daemon;
 pub mod decode;
+pub mod demo;
 pub mod kernel_info;
 pub mod loader;
 pub mod output;

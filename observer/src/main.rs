@@ -17,7 +17,7 @@ fn main() {
         match cli.command {
             None => observer::daemon::run(cli.watch).await,
             Some(Command::Floor { duration }) => observer::daemon::floor(duration).await,
-            Some(Command::Demo(_args)) => anyhow::Ok(()),
+            Some(Command::Demo(args)) => observer::demo::run(args, cli.watch).await,
         }
     });
     if let Err(e) = result {

@@ -304,6 +304,17 @@ impl Pipeline {
         }
     }
 
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// At exit: everything still waiting for a name goes out as it is.
+    pub fn release_all(&mut self) {
+        for cg in self.held.keys().copied().collect::<Vec<_>>() {
+            self.release(cg);
+        }
+    }
+
     /// Periodic housekeeping: waits that are over, cgroups long gone.
     pub fn housekeeping(&mut self) {
         for cg in self.registry.expired_waits() {

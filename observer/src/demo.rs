@@ -1,0 +1,444 @@
+//! `observer demo`: the workshop lesson in one command. Runs the two lesson
+//! commands in containers while the observer watches, then prints a verdict
+//! for the room: what each container saw of itself, what the host saw of
+//! it, and the one kernel that served them all.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::{
+    cli::{DemoArgs, Format, Mode, WatchArgs},
+    kernel_info::{virtualization, Virtualization},
+};
+
+/// One lesson command and what it printed.
+#[derive(Clone, Debug)]
+pub struct Ran {
+    pub label: String,
+    pub shown: String,
+    pub output: String,
+    /// Docker: the container name; unshare: the hostname it set.
+    pub key: String,
+}
+
+async fn sh(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().await.ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+async fn engine_answers() -> bool {
+    sh(Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]))
+        .await
+        .is_some()
+}
+
+/// alpine when the engine has it or can pull it, else the fallback image.
+async fn pick_image(args: &DemoArgs) -> Result<(String, Option<String>)> {
+    if let Some(i) = &args.image {
+        return Ok((i.clone(), None));
+    }
+    if sh(Command::new("docker").args(["image", "inspect", "alpine"]))
+        .await
+        .is_some()
+    {
+        return Ok(("alpine".into(), None));
+    }
+    let pulled = tokio::time::timeout(
+        Duration::from_secs(30),
+        sh(Command::new("docker").args(["pull", "-q", "alpine"])),
+    )
+    .await
+    .ok()
+    .flatten()
+    .is_some();
+    if pulled {
+        return Ok(("alpine".into(), None));
+    }
+    match &args.fallback_image {
+        Some(f) => Ok((f.clone(), Some(format!("alpine is not available here (no registry reachable): using the locally built image {f}, busybox like alpine's")))),
+        None => bail!("alpine is not available (no registry reachable) and no local image was given: run `cargo xtask demo`, which builds one, or pass --image"),
+    }
+}
+
+/// Waits until the observer has attached (its first record is written
+/// after its programs are attached), or has stopped.
+async fn attached<T>(stream: &Path, observer: &tokio::task::JoinHandle<T>) -> Result<()> {
+    for _ in 0..300 {
+        if observer.is_finished() {
+            bail!("the observer stopped");
+        }
+        if tokio::fs::read_to_string(stream)
+            .await
+            .is_ok_and(|s| s.contains("\"type\":\"kernel\""))
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the observer did not start within 15 s")
+}
+
+pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
+    let docker = !args.unshare && engine_answers().await;
+    let mut notes = Vec::new();
+    if !args.unshare && !docker {
+        notes.push(
+            "Docker is not running here: install and start it with `sudo apt-get install docker.io && sudo dockerd --iptables=false --bridge=none &` \
+             (or run `cargo xtask demo`, which does). Meanwhile the same point is made with namespaces made by unshare."
+                .to_owned(),
+        );
+    }
+    let image = if docker {
+        let (image, note) = pick_image(&args).await?;
+        notes.extend(note);
+        Some(image)
+    } else {
+        None
+    };
+    watch.output = Some(args.stream_file.clone());
+    watch.format = Format::Json;
+    watch.mode = Mode::Stream;
+    watch.summary_only = false;
+    // Namespaces made by unshare live in the host's cgroups.
+    watch.host = image.is_none();
+    let stream = args.stream_file.clone();
+    let _ = std::fs::remove_file(&stream);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let observer = tokio::spawn(crate::daemon::run_until(watch, async {
+        let _ = stop_rx.await;
+    }));
+    let ready = attached(&stream, &observer).await;
+    if ready.is_err() || observer.is_finished() {
+        let err = observer.await.context("the observer task")?.err();
+        bail!(
+            "start the observer: {}",
+            err.map(|e| format!("{e:#}"))
+                .unwrap_or_else(|| "it did not attach".into())
+        );
+    }
+
+    let tag = std::process::id();
+    let lesson: [(&str, &[&str]); 2] = [("uname", &["uname", "-r"]), ("ps", &["ps", "aux"])];
+    let mut ran = Vec::new();
+    for (label, cmd) in lesson {
+        let (shown, mut c, key) = match &image {
+            Some(image) => {
+                let name = format!("observer-demo-{label}-{tag}");
+                let shown = format!("docker run --rm {image} {}", cmd.join(" "));
+                let mut c = Command::new("docker");
+                c.args(["run", "--rm", "--network", "none", "--name", &name, image])
+                    .args(cmd);
+                (shown, c, name)
+            }
+            None => {
+                let host = format!("demo-{label}");
+                let script = format!("hostname {host}; exec {}", cmd.join(" "));
+                let shown = format!("unshare --pid --fork --mount-proc --uts sh -c '{script}'");
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--pid",
+                    "--fork",
+                    "--mount-proc",
+                    "--uts",
+                    "sh",
+                    "-c",
+                    &script,
+                ]);
+                (shown, c, host)
+            }
+        };
+        let out = c.output().await.with_context(|| format!("run `{shown}`"))?;
+        if !out.status.success() {
+            let _ = stop_tx.send(());
+            bail!(
+                "`{shown}` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        ran.push(Ran {
+            label: label.into(),
+            shown,
+            output: String::from_utf8_lossy(&out.stdout).into_owned(),
+            key,
+        });
+    }
+    // Late records (exits, cgroup removal) and the last summary.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let _ = stop_tx.send(());
+    observer.await.context("the observer task")??;
+
+    let text =
+        std::fs::read_to_string(&stream).with_context(|| format!("read {}", stream.display()))?;
+    let records: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let verdict = verdict(&records, &ran, image.is_some(), &virtualization());
+    for n in &notes {
+        println!("note: {n}\n");
+    }
+    print!("{verdict}");
+    let path = std::fs::canonicalize(&stream).unwrap_or(stream);
+    println!(
+        "\nThe full JSON stream ({} records) is in {}",
+        records.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// What the room sees about one container, from the observer's records.
+#[derive(Debug, Default, PartialEq)]
+pub struct Seen {
+    pub hostname: Option<String>,
+    pub ns_pids: BTreeSet<u64>,
+    pub host_pids: BTreeSet<u64>,
+    pub namespaces: BTreeMap<&'static str, u64>,
+    pub syscalls: BTreeMap<String, u64>,
+    pub total: u64,
+    /// Of `total`: made by the runtime while it set the container up
+    /// (`runc:[2:INIT]` is the container's PID 1 until it execs).
+    pub setup: u64,
+    pub id: Option<String>,
+}
+
+const NS: [&str; 4] = ["pidns", "mntns", "utsns", "netns"];
+
+/// Gathers one container's records: by container name (Docker) or by the
+/// hostname its namespace set (unshare).
+pub fn seen(records: &[Value], key: &str, docker: bool) -> Seen {
+    let mut s = Seen::default();
+    // Its own tasks: in its own PID namespace (the runtime's helpers start
+    // in the host's before they enter the container's).
+    let own_pidns: Option<u64> = records
+        .iter()
+        .filter(|r| {
+            r["type"] == "exec"
+                && if docker {
+                    r["container"]["name"] == key
+                } else {
+                    r["nodename"] == key
+                }
+        })
+        .filter_map(|r| r["pidns"].as_u64())
+        .next_back();
+    for r in records {
+        let ours = if docker {
+            r["container"]["name"] == key
+        } else {
+            own_pidns.is_some() && r["pidns"].as_u64() == own_pidns
+        };
+        if !ours || r["type"] == "container" || r["type"] == "summary" {
+            continue;
+        }
+        if s.id.is_none() {
+            s.id = r["container"]["id"].as_str().map(str::to_owned);
+        }
+        if r["pidns"].as_u64() != own_pidns {
+            continue;
+        }
+        if r["type"] == "exec" {
+            s.hostname = r["nodename"].as_str().map(str::to_owned);
+        }
+        s.ns_pids.extend(r["ns_pid"].as_u64());
+        s.host_pids.extend(r["pid"].as_u64());
+        for k in NS {
+            if let Some(v) = r[k].as_u64() {
+                s.namespaces.insert(k, v);
+            }
+        }
+        if r["type"] == "syscall" {
+            s.total += 1;
+            if r["comm"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("runc") || c.starts_with("crun"))
+            {
+                s.setup += 1;
+            } else if let Some(name) = r["syscall"].as_str() {
+                *s.syscalls.entry(name.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    s
+}
+
+/// The verdict printed for the room.
+pub fn verdict(records: &[Value], ran: &[Ran], docker: bool, vm: &Virtualization) -> String {
+    let mut o = String::new();
+    let kernel = records
+        .iter()
+        .find(|r| r["type"] == "kernel")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let release = kernel["release"].as_str().unwrap_or("?");
+    let host = &kernel["host_namespaces"];
+    let _ = writeln!(o, "What the containers printed:");
+    for r in ran {
+        let _ = writeln!(o, "  $ {}", r.shown);
+        for l in r.output.lines() {
+            let _ = writeln!(o, "    {l}");
+        }
+    }
+    let _ = writeln!(o, "\nWhat the observer saw, in the one kernel:");
+    for r in ran {
+        let s = seen(records, &r.key, docker);
+        let title = if docker {
+            format!("container {}", r.key)
+        } else {
+            format!("namespaces with hostname {}", r.key)
+        };
+        let _ = writeln!(o, "\n  {title} (`{}`)", r.label);
+        if let Some(id) = &s.id {
+            let _ = writeln!(o, "    container ID        {}", &id[..id.len().min(12)]);
+        }
+        let _ = writeln!(
+            o,
+            "    hostname inside     {} (the host is {})",
+            s.hostname.as_deref().unwrap_or("?"),
+            kernel["hostname"].as_str().unwrap_or("?")
+        );
+        let join = |v: &BTreeSet<u64>| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(o, "    PIDs it sees        {}", join(&s.ns_pids));
+        let _ = writeln!(o, "    the same, on host   {}", join(&s.host_pids));
+        let (own, shared): (Vec<&str>, Vec<&str>) = NS.iter().partition(|k| {
+            s.namespaces
+                .get(*k)
+                .is_some_and(|v| Some(*v) != host[**k].as_u64())
+        });
+        let names = |v: &[&str]| {
+            v.iter()
+                .map(|k| k.trim_end_matches("ns"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let _ = writeln!(
+            o,
+            "    own namespaces      {}{}",
+            names(&own),
+            if shared.is_empty() {
+                String::new()
+            } else {
+                format!(" (shares the host's {})", names(&shared))
+            }
+        );
+        let mut top: Vec<(&String, &u64)> = s.syscalls.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let top = top
+            .iter()
+            .take(6)
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            o,
+            "    syscalls            {} in all: {} by the runtime setting it up, {} by `{}` itself",
+            s.total,
+            s.setup,
+            s.total - s.setup,
+            r.label
+        );
+        let _ = writeln!(o, "    its own, top        {top}");
+        if r.label == "uname" {
+            let answered = s.syscalls.get("uname").copied().unwrap_or(0);
+            let _ = writeln!(o, "    its uname           {answered} call(s), answered by the host kernel: it printed {}", r.output.trim());
+        }
+    }
+    let _ = writeln!(o, "\nOne kernel served them all, and the host:");
+    let _ = writeln!(o, "    release             {release}");
+    let _ = writeln!(
+        o,
+        "    version             {}",
+        kernel["version"].as_str().unwrap_or("?")
+    );
+    let _ = writeln!(
+        o,
+        "    boot_id             {}",
+        kernel["boot_id"].as_str().unwrap_or("?")
+    );
+    let printed_same = ran
+        .iter()
+        .filter(|r| r.label == "uname")
+        .all(|r| r.output.trim() == release);
+    let _ = writeln!(
+        o,
+        "    uname -r inside     {}",
+        if printed_same {
+            "the same release: the container has no kernel of its own"
+        } else {
+            "DIFFERS from the host's release"
+        }
+    );
+    if vm.virtual_machine {
+        let _ = writeln!(
+            o,
+            "\nThis kernel itself runs in a virtual machine ({}{}). That VM carries its own kernel, booted on a hypervisor;\nthe containers above carry none: they shared this one.",
+            vm.hypervisor.as_deref().map(|h| format!("{h}; ")).unwrap_or_default(),
+            vm.evidence.join(", ")
+        );
+    } else {
+        let _ = writeln!(o, "\nThis kernel runs on bare metal: no hypervisor under it. A VM would bring its own kernel; the containers above brought none.");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_verdict_tells_each_containers_view_and_the_shared_kernel() {
+        let c = json!({"id": "3f4e8c2a1b0d9e8f", "name": "demo-uname", "runtime": "docker"});
+        let records = vec![
+            json!({"type": "kernel", "release": "6.18.44", "version": "#1 SMP", "boot_id": "b00t", "hostname": "vm",
+                   "host_namespaces": {"pidns": 1, "mntns": 2, "utsns": 3, "netns": 4}}),
+            // The runtime's helper, still in the host's PID namespace.
+            json!({"type": "syscall", "syscall": "read", "pid": 90, "ns_pid": 90, "pidns": 1, "mntns": 2, "utsns": 3, "netns": 4, "container": c}),
+            json!({"type": "exec", "nodename": "3f4e8c2a1b0d", "pid": 100, "ns_pid": 1, "pidns": 11, "mntns": 12, "utsns": 13, "netns": 4, "container": c}),
+            json!({"type": "syscall", "syscall": "uname", "pid": 100, "ns_pid": 1, "pidns": 11, "mntns": 12, "utsns": 13, "netns": 4, "container": c}),
+            json!({"type": "syscall", "syscall": "write", "pid": 100, "ns_pid": 1, "pidns": 11, "mntns": 12, "utsns": 13, "netns": 4, "container": c}),
+        ];
+        let s = seen(&records, "demo-uname", true);
+        assert_eq!(s.ns_pids, BTreeSet::from([1]));
+        assert_eq!(
+            s.host_pids,
+            BTreeSet::from([100]),
+            "the helper in the host's pidns is not the container's own"
+        );
+        assert_eq!(s.total, 2);
+        assert_eq!(s.setup, 0);
+        let ran = [Ran {
+            label: "uname".into(),
+            shown: "docker run --rm alpine uname -r".into(),
+            output: "6.18.44\n".into(),
+            key: "demo-uname".into(),
+        }];
+        let vm = Virtualization {
+            virtual_machine: true,
+            evidence: vec!["cpu hypervisor flag".into()],
+            hypervisor: None,
+        };
+        let v = verdict(&records, &ran, true, &vm);
+        assert!(
+            v.contains("own namespaces      pid mnt uts (shares the host's net)"),
+            "{v}"
+        );
+        assert!(v.contains("release             6.18.44"));
+        assert!(v.contains("the same release"));
+        assert!(v.contains("1 call(s), answered by the host kernel"));
+        assert!(v.contains("virtual machine"));
+        assert!(v.contains("hostname inside     3f4e8c2a1b0d (the host is vm)"));
+    }
+}
