@@ -7,7 +7,11 @@
 
 /// Ring buffer carrying every streamed record.
 pub const MAP_EVENTS: &str = "EVENTS";
-/// Per-CPU hash: `CountKey` -> syscalls counted in `--mode count`.
+/// Per-CPU array of `CountSlot`: `--mode count`'s fast path, a direct-mapped
+/// table indexed by cgroup ID.
+pub const MAP_COUNT_SLOTS: &str = "COUNT_SLOTS";
+/// Per-CPU hash: `CountKey` -> syscalls counted in `--mode count` for the
+/// (cgroup, pidns) pairs whose slot is taken by another pair.
 pub const MAP_COUNTS: &str = "COUNTS";
 /// Per-CPU hash: cgroup ID -> records lost to a full ring buffer.
 pub const MAP_LOSS: &str = "LOSS";
@@ -123,9 +127,9 @@ pub struct Config {
     pub mode: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
-    /// Force a consumer wakeup every this many syscall records on a CPU
-    /// (a power of two); the others are submitted without one.
-    pub wakeup_every: u32,
+    /// Wake the reader once this many bytes wait in the ring buffer (high
+    /// rate records); 0: on every record the reader had caught up with.
+    pub wakeup_bytes: u32,
     /// Bit `nr` set = syscall `nr` is observed (when `FLAG_SYSCALL_FILTER`).
     pub syscall_bitmap: [u64; SYSCALL_BITMAP_WORDS],
 }
@@ -207,6 +211,23 @@ pub struct CgroupRecord {
     pub path: [u8; CGROUP_PATH_LEN],
 }
 
+/// Slots in `MAP_COUNT_SLOTS` (a power of two).
+pub const COUNT_SLOTS: u32 = 256;
+/// Syscall numbers counted per slot; higher ones go to `MAP_COUNTS`.
+pub const COUNT_SLOT_NRS: usize = 512;
+
+/// One (cgroup, pidns) pair's syscall counts on one CPU. A slot is claimed
+/// by the first pair that lands on it (`cgroup_id` 0 = free) and freed by
+/// the daemon once that cgroup is removed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CountSlot {
+    pub cgroup_id: u64,
+    pub pidns: u32,
+    pub _pad: u32,
+    pub counts: [u64; COUNT_SLOT_NRS],
+}
+
 /// Key of `MAP_COUNTS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -224,6 +245,7 @@ mod pod {
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for CountKey {}
+    unsafe impl aya::Pod for CountSlot {}
 }
 
 #[cfg(test)]
@@ -243,6 +265,7 @@ mod tests {
         assert_eq!(size_of::<ExitRecord>(), 80);
         assert_eq!(size_of::<CgroupRecord>(), 32 + CGROUP_PATH_LEN);
         assert_eq!(size_of::<CountKey>(), 16);
+        assert_eq!(size_of::<CountSlot>(), 16 + 8 * COUNT_SLOT_NRS);
         assert_eq!(size_of::<KernelOffsets>(), 28 * 4);
         assert_eq!(size_of::<Config>(), 16 + 8 * SYSCALL_BITMAP_WORDS);
     }

@@ -1,18 +1,21 @@
 //! Maps and read-only globals shared by every program.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use observer_common::{
-    Config, CountKey, KernelOffsets, CGROUP_DROP, FLAG_CGROUP_FILTER, STAT_COUNT, STAT_EMITTED,
-    STAT_FILTERED, STAT_LOST,
+    Config, CountKey, CountSlot, KernelOffsets, CGROUP_DROP, COUNT_SLOTS, FLAG_CGROUP_FILTER,
+    STAT_COUNT, STAT_EMITTED, STAT_FILTERED, STAT_LOST,
 };
 
 /// Default size; the daemon sets the real one (`--ring-buffer-mb`) at load.
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+#[map(name = "COUNT_SLOTS")]
+pub static COUNT_SLOTS_MAP: PerCpuArray<CountSlot> = PerCpuArray::with_max_entries(COUNT_SLOTS, 0);
 
 #[map(name = "COUNTS")]
 pub static COUNTS: PerCpuHashMap<CountKey, u64> =
@@ -73,7 +76,7 @@ pub static CONFIG: Config = Config {
     self_tgid: 0,
     mode: 0,
     flags: 0,
-    wakeup_every: 64,
+    wakeup_bytes: 65536,
     syscall_bitmap: [0; 8],
 };
 
@@ -123,14 +126,19 @@ pub fn record_loss(cgroup_id: u64) {
     }
 }
 
-/// Wakeup flags for a high-rate record: wake the daemon once every
-/// `wakeup_every` records per CPU instead of once per record. The daemon
-/// also drains on a short timer, which bounds the latency of the rest.
+/// Wakeup flags for a high-rate record: wake the daemon only once
+/// `wakeup_bytes` are waiting, so that it drains in batches instead of being
+/// woken per record (a wakeup costs the traced task microseconds). The
+/// daemon also drains on a short timer, which bounds the latency of what
+/// waits below the threshold.
 #[inline(always)]
 pub fn batched_wakeup() -> u64 {
-    let n = stat_add(STAT_EMITTED, 1);
-    let every = ro(&CONFIG.wakeup_every) as u64;
-    if every <= 1 || n & (every - 1) == 0 {
+    stat_add(STAT_EMITTED, 1);
+    let threshold = ro(&CONFIG.wakeup_bytes) as u64;
+    if threshold == 0 {
+        return 0; // the kernel's own rule: wake when the reader had caught up
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

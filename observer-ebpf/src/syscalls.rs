@@ -2,17 +2,18 @@
 //! cheapest way onto the syscall path (the classic `raw_syscalls` tracepoint
 //! adds ~35 ns per call on top of the same slow path).
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
-};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use observer_common::{
-    CountKey, SyscallRecord, FLAG_SYSCALL_FILTER, KIND_SYSCALL, KIND_SYSCALL_EXIT, MODE_COUNT,
-    SYSCALL_BITMAP_WORDS,
+    CountKey, SyscallRecord, COUNT_SLOTS, COUNT_SLOT_NRS, FLAG_SYSCALL_FILTER, KIND_SYSCALL,
+    KIND_SYSCALL_EXIT, MODE_COUNT, SYSCALL_BITMAP_WORDS,
 };
 
 use crate::{
-    maps::{batched_wakeup, cgroup_dropped, record_loss, ro, CONFIG, COUNTS, EVENTS},
-    task::{cgroup_id, current, fill_header, pidns},
+    maps::{
+        batched_wakeup, cgroup_dropped, record_loss, ro, CONFIG, COUNTS, COUNT_SLOTS_MAP, EVENTS,
+        OFFSETS,
+    },
+    task::{cgroup_id, current, fill_header, ld, pidns},
 };
 
 /// `TP_PROTO(struct pt_regs *regs, long id)`
@@ -73,23 +74,25 @@ fn syscall_wanted(nr: i64) -> bool {
 
 #[inline(always)]
 fn try_syscall(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if tgid == ro(&CONFIG.self_tgid) || !syscall_wanted(nr) {
+    if !syscall_wanted(nr) {
         return Ok(0);
     }
     let task = current();
-    let cgroup = cgroup_id(task);
-    if cgroup_dropped(cgroup) {
+    // One load from the task we hold anyway, cheaper than the helper.
+    let tgid: u32 = unsafe { ld(task, ro(&OFFSETS.task_tgid)) };
+    if tgid == ro(&CONFIG.self_tgid) {
         return Ok(0);
     }
+    let cgroup = cgroup_id(task);
     if ro(&CONFIG.mode) == MODE_COUNT {
+        // Counting a host cgroup costs what filtering it out would: count
+        // everything, and let the daemon choose what to show.
         if kind == KIND_SYSCALL {
-            count(CountKey {
-                cgroup_id: cgroup,
-                pidns: pidns(task),
-                nr: nr as u32,
-            });
+            count(cgroup, pidns(task), nr);
         }
+        return Ok(0);
+    }
+    if cgroup_dropped(cgroup) {
         return Ok(0);
     }
     let Some(mut entry) = EVENTS.reserve::<SyscallRecord>(0) else {
@@ -106,13 +109,37 @@ fn try_syscall(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
     Ok(0)
 }
 
+/// One syscall into the per-CPU direct-mapped slot table, or into the hash
+/// map when the slot belongs to another (cgroup, pidns) pair. Per-CPU array
+/// lookups are inlined by the verifier: the common case is a few loads and
+/// one increment, with no hashing.
 #[inline(always)]
-fn count(key: CountKey) {
+fn count(cgroup: u64, pidns: u32, nr: i64) {
+    let slot = (cgroup as u32) & (COUNT_SLOTS - 1);
+    if let Some(s) = COUNT_SLOTS_MAP.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot; programs run with migration disabled, so
+        // nothing else writes it while we do.
+        let s = unsafe { &mut *s };
+        if s.cgroup_id == 0 {
+            s.cgroup_id = cgroup;
+            s.pidns = pidns;
+        }
+        if s.cgroup_id == cgroup && s.pidns == pidns && (0..COUNT_SLOT_NRS as i64).contains(&nr) {
+            if let Some(c) = s.counts.get_mut(nr as usize) {
+                *c += 1;
+                return;
+            }
+        }
+    }
+    let key = CountKey {
+        cgroup_id: cgroup,
+        pidns,
+        nr: nr as u32,
+    };
     match COUNTS.get_ptr_mut(&key) {
         Some(p) => unsafe { *p += 1 },
         None => {
-            // A per-CPU map: no other CPU races on this slot. If the map is
-            // full the count is lost; the daemon sizes it for the host.
+            // If the map is full the count is lost; it holds 16k pairs.
             let _ = COUNTS.insert(&key, &1, 0);
         }
     }

@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use observer_common::Header;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 /// One cgroup's activity in one interval.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Group {
-    pub syscalls: HashMap<i64, u64>,
+    pub syscalls: FxHashMap<i64, u64>,
     pub total: u64,
     pub pids: BTreeSet<u32>,
     pub pidns: Option<u32>,
@@ -29,7 +30,10 @@ pub struct Group {
 
 impl Group {
     fn seen(&mut self, h: &Header) {
-        self.pids.insert(h.pid);
+        // Runs of events from one process are the common case.
+        if self.pids.last() != Some(&h.pid) {
+            self.pids.insert(h.pid);
+        }
         if self.pidns != Some(h.pidns) {
             self.pidns = Some(h.pidns);
             self.pidns_seen.insert(h.pidns);
@@ -55,7 +59,7 @@ pub enum Activity {
 /// Accumulates the current interval.
 #[derive(Debug, Default)]
 pub struct Aggregator {
-    pub groups: HashMap<u64, Group>,
+    pub groups: FxHashMap<u64, Group>,
     /// Cumulative per-(cgroup, cpu) counters from the kernel maps, to turn
     /// them into per-interval deltas.
     prev_oncpu: HashMap<(u64, u32), u64>,
@@ -123,7 +127,7 @@ impl Aggregator {
         self.prev_counts.retain(|k, _| k.0 != cgroup);
     }
 
-    pub fn take(&mut self) -> HashMap<u64, Group> {
+    pub fn take(&mut self) -> FxHashMap<u64, Group> {
         std::mem::take(&mut self.groups)
     }
 }

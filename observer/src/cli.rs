@@ -82,9 +82,9 @@ pub struct WatchArgs {
     /// Ring buffer size in KiB (rounded up to a power of two).
     #[arg(long, default_value_t = 8192)]
     pub ring_buffer_kb: u32,
-    /// Wake the reader once every N records per CPU (power of two).
+    /// Wake the reader once this many KiB of records wait (0: per record).
     #[arg(long, default_value_t = 64, hide = true)]
-    pub wakeup_every: u32,
+    pub wakeup_kb: u32,
     /// Docker Engine API socket, for container names.
     #[arg(long, default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,

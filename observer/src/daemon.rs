@@ -7,7 +7,8 @@ use std::{collections::HashMap, time::Duration};
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use observer_common::{
-    CGROUP_DROP, MODE_COUNT, MODE_STREAM, STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS,
+    CountKey, CountSlot, CGROUP_DROP, COUNT_SLOTS, COUNT_SLOT_NRS, MODE_COUNT, MODE_STREAM,
+    STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS,
 };
 use tokio::{
     io::{unix::AsyncFd, Interest},
@@ -26,7 +27,7 @@ use crate::{
 
 /// How often records that were submitted without a wakeup are collected:
 /// the upper bound on their latency (the kernel wakes the reader every
-/// `--wakeup-every` records per CPU, and on every lifecycle record).
+/// `--wakeup-kb` of records wait, and on every lifecycle record).
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 /// `--syscall NAME…` -> the kernel's bitmap.
@@ -57,8 +58,10 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         lifecycle: true,
         ring_buffer_bytes: args.ring_buffer_kb.saturating_mul(1024),
         syscall_filter: syscall_bitmap(&args.syscalls)?,
-        cgroup_filter: true,
-        wakeup_every: args.wakeup_every,
+        // Nothing to drop when the host and every container are shown: skip
+        // the per-event map lookup.
+        cgroup_filter: !args.host || !args.containers.is_empty(),
+        wakeup_bytes: args.wakeup_kb.saturating_mul(1024),
         floor_only: false,
     })
 }
@@ -88,18 +91,72 @@ fn snapshot(l: &Counters, mode: Mode) -> KernelCounters {
     k.lost_total = sum(STAT_LOST);
     if mode == Mode::Count {
         let mut counts: HashMap<(u64, u32, u32), u64> = HashMap::new();
+        for values in l.count_slots.iter().flatten() {
+            for slot in values.iter().filter(|s| s.cgroup_id != 0) {
+                for (nr, &n) in slot.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    *counts
+                        .entry((slot.cgroup_id, slot.pidns, nr as u32))
+                        .or_default() += n;
+                }
+            }
+        }
         for (key, values) in l.counts.iter().flatten() {
-            counts.insert((key.cgroup_id, key.pidns, key.nr), values.iter().sum());
+            *counts
+                .entry((key.cgroup_id, key.pidns, key.nr))
+                .or_default() += values.iter().sum::<u64>();
         }
         k.counts = counts;
     }
     k
 }
 
-fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) {
-    while let Some(item) = ring.next() {
-        p.record(&item);
+/// Frees the count slots of removed cgroups, where every CPU's copy of the
+/// slot holds the removed cgroup: no task of it is left to write there, and
+/// no other pair can claim a slot that is not empty, so nothing races.
+fn free_count_slots(l: &mut Counters, removed: &[u64]) {
+    for &cg in removed {
+        let idx = (cg as u32) & (COUNT_SLOTS - 1);
+        let Ok(values) = l.count_slots.get(&idx, 0) else {
+            continue;
+        };
+        if values.iter().all(|s| s.cgroup_id == cg) {
+            let empty = CountSlot {
+                cgroup_id: 0,
+                pidns: 0,
+                _pad: 0,
+                counts: [0; COUNT_SLOT_NRS],
+            };
+            let n = values.len();
+            if let Ok(zeroed) = aya::maps::PerCpuValues::try_from(vec![empty; n]) {
+                let _ = l.count_slots.set(idx, zeroed, 0);
+            }
+        }
+        // Hash entries of the removed cgroup.
+        let keys: Vec<CountKey> = l
+            .counts
+            .keys()
+            .flatten()
+            .filter(|k| k.cgroup_id == cg)
+            .collect();
+        for k in keys {
+            let _ = l.counts.remove(&k);
+        }
     }
+}
+
+/// Records handled per turn of the loop: under a producer as fast as the
+/// reader, the ring never empties, and signals and ticks must still get in.
+const DRAIN_BATCH: usize = 16 * 1024;
+
+/// Reads up to `DRAIN_BATCH` records; true when the ring was emptied.
+fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) -> bool {
+    for _ in 0..DRAIN_BATCH {
+        match ring.next() {
+            Some(item) => p.record(&item),
+            None => return true,
+        }
+    }
+    false
 }
 
 /// Runs the observer until a signal, `--duration` or a closed output.
@@ -109,6 +166,27 @@ pub async fn run(args: WatchArgs) -> Result<()> {
 
 /// Like `run`, and also stops when `stop` completes (the demo drives it).
 pub async fn run_until(args: WatchArgs, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+    // Handlers first: from here on a signal is a clean stop, even one that
+    // comes while the programs are still loading.
+    let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+    let duration = args.duration.map(Duration::from_secs_f64);
+    let shutdown = async move {
+        let deadline = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+            _ = sighup.recv() => {}
+            _ = stop => {}
+            _ = deadline => {}
+        }
+    };
     let opts = load_options(&args)?;
     let sink = Sink::new(open_output(args.output.as_deref())?);
     let loaded = loader::load(&opts)?;
@@ -134,7 +212,7 @@ pub async fn run_until(args: WatchArgs, stop: impl std::future::Future<Output = 
     p.kernel_record();
     p.sink.flush().ok();
 
-    run_loop(loaded, p, &mut rep_rx, interval, mode, args.duration, stop).await
+    run_loop(loaded, p, &mut rep_rx, interval, mode, shutdown).await
 }
 
 async fn run_loop(
@@ -143,20 +221,21 @@ async fn run_loop(
     names: &mut mpsc::UnboundedReceiver<docker::NameReply>,
     interval: Duration,
     mode: Mode,
-    duration: Option<f64>,
-    stop: impl std::future::Future<Output = ()>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    tokio::pin!(stop);
+    tokio::pin!(shutdown);
     let Loaded {
         ebpf,
         events,
+        count_slots,
         counts,
         loss,
         oncpu,
         stats,
         mut cgroup_filter,
     } = loaded;
-    let maps = Counters {
+    let mut maps = Counters {
+        count_slots,
         counts,
         loss,
         oncpu,
@@ -167,30 +246,25 @@ async fn run_loop(
     let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
         .context("watch the ring buffer")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
     let mut summary = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
-    let stop_at = duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
-    let deadline = async {
-        match stop_at {
-            Some(t) => tokio::time::sleep_until(t).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(deadline);
 
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("wait for the ring buffer")?;
-                drain(guard.get_inner_mut(), &mut p);
-                guard.clear_ready();
+                // Only an emptied ring waits for the next wakeup; otherwise
+                // the loop comes straight back here.
+                if drain(guard.get_inner_mut(), &mut p) {
+                    guard.clear_ready();
+                }
             }
             _ = drain_tick.tick() => {
                 drain(ring.get_mut(), &mut p);
-                p.housekeeping();
+                let removed = p.housekeeping();
+                if mode == Mode::Count {
+                    free_count_slots(&mut maps, &removed);
+                }
             }
             Some(reply) = names.recv() => p.name_reply(reply),
             _ = summary.tick() => {
@@ -198,11 +272,7 @@ async fn run_loop(
                 let k = snapshot(&maps, mode);
                 p.summary(&k, interval.as_secs_f64());
             }
-            _ = &mut deadline => break,
-            _ = &mut stop => break,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
+            _ = &mut shutdown => break,
         }
         for cg in p.new_drops.drain(..) {
             // A full filter map only costs work, never correctness.
@@ -219,7 +289,8 @@ async fn run_loop(
 
     // Last records, last summary, final loss account; then every link and
     // map is released as `ebpf` and the maps drop.
-    drain(ring.get_mut(), &mut p);
+    // What is in the ring now, and no more: a busy host never empties it.
+    let _ = drain(ring.get_mut(), &mut p);
     // Names still on their way get a last short chance.
     let grace = tokio::time::sleep(Duration::from_millis(300));
     tokio::pin!(grace);

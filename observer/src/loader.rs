@@ -2,7 +2,7 @@
 //! settings, and attaches them. Dropping `Loaded` detaches every link and
 //! releases every program and map.
 
-use std::{fs, path::Path};
+use std::fs;
 
 use anyhow::{bail, Context, Result};
 use aya::{
@@ -28,7 +28,8 @@ pub struct LoadOptions {
     pub ring_buffer_bytes: u32,
     pub syscall_filter: Option<[u64; SYSCALL_BITMAP_WORDS]>,
     pub cgroup_filter: bool,
-    pub wakeup_every: u32,
+    /// See `Config::wakeup_bytes`.
+    pub wakeup_bytes: u32,
     /// Attach only the empty `sys_enter` program (the benchmark's floor).
     pub floor_only: bool,
 }
@@ -42,7 +43,7 @@ impl Default for LoadOptions {
             ring_buffer_bytes: 8 << 20,
             syscall_filter: None,
             cgroup_filter: true,
-            wakeup_every: 64,
+            wakeup_bytes: 64 << 10,
             floor_only: false,
         }
     }
@@ -51,6 +52,7 @@ impl Default for LoadOptions {
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
+    pub count_slots: PerCpuArray<MapData, CountSlot>,
     pub counts: PerCpuHashMap<MapData, CountKey, u64>,
     pub loss: PerCpuHashMap<MapData, u64, u64>,
     pub oncpu: PerCpuHashMap<MapData, u64, u64>,
@@ -60,17 +62,26 @@ pub struct Loaded {
 
 /// The maps read at every summary.
 pub struct Counters {
+    pub count_slots: PerCpuArray<MapData, CountSlot>,
     pub counts: PerCpuHashMap<MapData, CountKey, u64>,
     pub loss: PerCpuHashMap<MapData, u64, u64>,
     pub oncpu: PerCpuHashMap<MapData, u64, u64>,
     pub stats: PerCpuArray<MapData, u64>,
 }
 
-/// tracefs must be mounted for the kernel's tracepoint names to resolve in
-/// some tools (and for classic tracepoints); mount it when it is missing.
+/// Whether a tracefs is mounted, from the mount table (the directory itself
+/// is 0700: without CAP_DAC_READ_SEARCH it can't be looked into).
+pub fn tracefs_mounted(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|l| {
+        l.split_once(" - ")
+            .is_some_and(|(_, post)| post.starts_with("tracefs "))
+    })
+}
+
+/// The BTF tracepoints need no tracefs, but classic tracepoints (and the
+/// tools users reach for beside this one) do: mount it when it is missing.
 pub fn ensure_tracefs() -> Result<()> {
-    let dir = Path::new("/sys/kernel/tracing");
-    if dir.join("events").exists() {
+    if tracefs_mounted(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()) {
         return Ok(());
     }
     let (src, target, fstype) = (c"tracefs", c"/sys/kernel/tracing", c"tracefs");
@@ -138,6 +149,10 @@ where
     T::try_from(map).with_context(|| format!("open map {name}"))
 }
 
+fn ring_bytes(opts: &LoadOptions) -> u32 {
+    opts.ring_buffer_bytes.max(4096).next_power_of_two()
+}
+
 pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     if OBJECT.is_empty() {
         bail!("this observer was built without its eBPF programs: build it with `cargo xtask build` (or run `cargo xtask run`)");
@@ -155,7 +170,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         self_tgid: std::process::id(),
         mode: opts.mode,
         flags: 0,
-        wakeup_every: opts.wakeup_every.max(1).next_power_of_two(),
+        // At most a quarter of the ring, so that a wakeup comes well before
+        // the ring fills.
+        wakeup_bytes: opts.wakeup_bytes.min(ring_bytes(opts) / 4),
         syscall_bitmap: [0; SYSCALL_BITMAP_WORDS],
     };
     if let Some(bitmap) = opts.syscall_filter {
@@ -165,7 +182,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     if opts.cgroup_filter {
         config.flags |= FLAG_CGROUP_FILTER;
     }
-    let ring = opts.ring_buffer_bytes.max(4096).next_power_of_two();
+    let ring = ring_bytes(opts);
     let btf = Btf::from_sys_fs().context("read kernel BTF from /sys/kernel/btf/vmlinux")?;
     #[expect(
         deprecated,
@@ -198,6 +215,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
 
     Ok(Loaded {
         events: take(&mut ebpf, MAP_EVENTS)?,
+        count_slots: take(&mut ebpf, MAP_COUNT_SLOTS)?,
         counts: take(&mut ebpf, MAP_COUNTS)?,
         loss: take(&mut ebpf, MAP_LOSS)?,
         oncpu: take(&mut ebpf, MAP_ONCPU)?,
@@ -219,4 +237,18 @@ pub fn loaded_counts() -> (usize, usize) {
 /// Whether the running kernel has what the observer needs; one line each.
 pub fn kernel_has_btf() -> bool {
     fs::metadata(crate::btf::VMLINUX_BTF).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_whether_tracefs_is_mounted() {
+        let with = "22 29 0:20 / /sys/kernel/tracing rw,nosuid,nodev,noexec,relatime shared:12 - tracefs tracefs rw\n";
+        let debugfs_only = "23 29 0:21 / /sys/kernel/debug rw,relatime - debugfs debugfs rw\n";
+        assert!(tracefs_mounted(with));
+        assert!(!tracefs_mounted(debugfs_only));
+        assert!(!tracefs_mounted(""));
+    }
 }

@@ -8,6 +8,7 @@ use std::{
 };
 
 use observer_common::Header;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{
     aggregate::{named_counts, Activity, Aggregator, Group, Loss},
@@ -48,8 +49,10 @@ pub struct Pipeline {
     pub kernel: KernelInfo,
     pub host_ns: HostNamespaces,
     clock: i64,
-    held: HashMap<u64, Vec<Event>>,
+    held: FxHashMap<u64, Vec<Event>>,
     started: HashMap<String, Started>,
+    /// Cgroups already part of a started container: the per-event check.
+    started_cgroups: FxHashSet<u64>,
     /// cgroups to add to the kernel's drop filter (drained by the daemon).
     pub new_drops: Vec<u64>,
     dropped: HashSet<u64>,
@@ -73,8 +76,9 @@ impl Pipeline {
             kernel: KernelInfo::read(),
             host_ns: HostNamespaces::read(),
             clock,
-            held: HashMap::new(),
+            held: FxHashMap::default(),
             started: HashMap::new(),
+            started_cgroups: FxHashSet::default(),
             new_drops: Vec::new(),
             dropped: HashSet::new(),
             received: 0,
@@ -220,6 +224,9 @@ impl Pipeline {
     }
 
     fn container_seen(&mut self, c: &Arc<Container>, json: &Arc<str>, cg: u64, ts: u64) {
+        if !self.started_cgroups.insert(cg) {
+            return;
+        }
         // Pod-level Kubernetes cgroups have no container ID: key on the pod.
         let key = if c.id.is_empty() {
             format!("pod:{}", c.pod_uid.as_deref().unwrap_or_default())
@@ -242,7 +249,7 @@ impl Pipeline {
             let mut o = Obj::new(&mut self.sink.buf);
             o.str("type", "container")
                 .str("event", "start")
-                .i64("ts", self.clock + ts as i64)
+                .i64("ts", self.clock.saturating_add_unsigned(ts))
                 .raw("container", json)
                 .u64("cgroup_id", cg);
             o.end();
@@ -251,6 +258,9 @@ impl Pipeline {
 
     fn cgroup_removed(&mut self, cg: u64, ts: u64) {
         self.registry.removed(cg);
+        if !self.started_cgroups.remove(&cg) {
+            return;
+        }
         let Some(id) = self
             .started
             .iter()
@@ -270,7 +280,7 @@ impl Pipeline {
             let mut o = Obj::new(&mut self.sink.buf);
             o.str("type", "container")
                 .str("event", "exit")
-                .i64("ts", self.clock + ts as i64)
+                .i64("ts", self.clock.saturating_add_unsigned(ts))
                 .raw("container", &s.json)
                 .u64("cgroup_id", cg)
                 .f64("lifetime_ms", (lifetime_ms * 1000.0).round() / 1000.0);
@@ -316,14 +326,18 @@ impl Pipeline {
     }
 
     /// Periodic housekeeping: waits that are over, cgroups long gone.
-    pub fn housekeeping(&mut self) {
+    /// Returns the cgroups forgotten, whose kernel-side state can go too.
+    pub fn housekeeping(&mut self) -> Vec<u64> {
         for cg in self.registry.expired_waits() {
             self.release(cg);
         }
-        for cg in self.registry.evict() {
-            self.agg.forget(cg);
-            self.dropped.remove(&cg);
+        self.registry.retry_names();
+        let removed = self.registry.evict();
+        for cg in &removed {
+            self.agg.forget(*cg);
+            self.dropped.remove(cg);
         }
+        removed
     }
 
     /// The interval's summary (and a loss record when something was lost).
@@ -450,7 +464,7 @@ impl Pipeline {
         loss: &Loss,
         interval_s: f64,
     ) {
-        let now = self.clock + boot_ns() as i64;
+        let now = self.clock.saturating_add_unsigned(boot_ns());
         let mut list = Vec::new();
         for (json, cg, g, cpu, _) in entries {
             let syscalls: serde_json::Map<String, serde_json::Value> = named_counts(g)
@@ -476,8 +490,8 @@ impl Pipeline {
                 "exits": g.exits,
                 "cpu_ns": cpu_ns,
                 "cpu_ns_total": cpu.values().sum::<u64>(),
-                "first_seen": (g.first_seen > 0).then(|| self.clock + g.first_seen as i64),
-                "last_seen": (g.last_seen > 0).then(|| self.clock + g.last_seen as i64),
+                "first_seen": (g.first_seen > 0).then(|| self.clock.saturating_add_unsigned(g.first_seen)),
+                "last_seen": (g.last_seen > 0).then(|| self.clock.saturating_add_unsigned(g.last_seen)),
             });
             list.push(v);
         }

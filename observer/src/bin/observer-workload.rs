@@ -30,6 +30,52 @@ struct Args {
     /// Sleep this many ms before exiting (keeps the task alive for checks).
     #[arg(long, default_value_t = 0)]
     linger_ms: u64,
+    /// Instead of getppid: fork and exec /bin/true this many times.
+    #[arg(long)]
+    spawn: Option<u64>,
+    /// Pace the getppid calls at this many per second (0: flat out), for
+    /// `--seconds` seconds instead of a fixed count.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    #[arg(long, default_value_t = 0.0)]
+    seconds: f64,
+}
+
+/// fork + exec /bin/true, `n` times; ns per round trip.
+fn spawn_loop(n: u64) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        let st = std::process::Command::new("/bin/true").status();
+        if !st.is_ok_and(|s| s.success()) {
+            eprintln!("observer-workload: /bin/true failed");
+            std::process::exit(1);
+        }
+    }
+    start.elapsed().as_nanos() as f64 / n.max(1) as f64
+}
+
+/// getppid at `rate` per second for `seconds`, in 1 ms slices; returns the
+/// number of calls made.
+fn paced(rate: u64, seconds: f64) -> u64 {
+    let start = Instant::now();
+    let end = std::time::Duration::from_secs_f64(seconds);
+    let mut done = 0u64;
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= end {
+            return done;
+        }
+        let due = (rate as f64 * elapsed.as_secs_f64()) as u64;
+        if done < due {
+            for _ in done..due {
+                // SAFETY: getppid has no arguments and cannot fail.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            done = due;
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+    }
 }
 
 fn check(rc: i64, what: &str) {
@@ -116,6 +162,21 @@ fn main() {
             let mut status = 0;
             libc::waitpid(child, &mut status, 0);
         }
+    }
+    if let Some(n) = args.spawn {
+        println!(
+            "{}",
+            serde_json::json!({"spawns": n, "ns_per_spawn": spawn_loop(n)})
+        );
+        return;
+    }
+    if args.rate > 0 {
+        let calls = paced(args.rate, args.seconds);
+        println!(
+            "{}",
+            serde_json::json!({"calls": calls, "rate": args.rate, "seconds": args.seconds})
+        );
+        return;
     }
     let start = Instant::now();
     for _ in 0..args.calls {

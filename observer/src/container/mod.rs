@@ -6,7 +6,6 @@ pub mod docker;
 pub mod parse;
 
 use std::{
-    collections::HashMap,
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -14,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use self::docker::{NameReply, NameRequest};
@@ -121,7 +121,7 @@ pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
 
 pub struct Registry {
     root: Option<PathBuf>,
-    cgroups: HashMap<u64, CgroupState>,
+    cgroups: FxHashMap<u64, CgroupState>,
     last_scan: Option<Instant>,
     requests: Option<tokio::sync::mpsc::UnboundedSender<NameRequest>>,
     host: CgroupState,
@@ -131,7 +131,7 @@ impl Registry {
     pub fn new(root: Option<PathBuf>) -> Self {
         let mut r = Registry {
             root,
-            cgroups: HashMap::new(),
+            cgroups: FxHashMap::default(),
             last_scan: None,
             requests: None,
             host: CgroupState::new("/"),
@@ -238,23 +238,34 @@ impl Registry {
         }
     }
 
-    /// The state of a cgroup, learning it from the tree when it is new to us.
+    /// The state of a cgroup, learning it from the tree when it is new to
+    /// us. On the per-event path: one hash lookup when the cgroup is known.
     pub fn get(&mut self, id: u64) -> &CgroupState {
         if !self.cgroups.contains_key(&id)
             && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
         {
             self.scan();
         }
-        if let Some(s) = self.cgroups.get(&id) {
-            if s.wants_name()
-                && s.name_pending.is_none()
-                && s.name_failed.is_none_or(|t| t.elapsed() >= NAME_RETRY)
-                && s.removed.is_none()
-            {
-                self.request_name(id);
-            }
-        }
         self.cgroups.get(&id).unwrap_or(&self.host)
+    }
+
+    /// Asks again for the names that could not be had (the engine was down,
+    /// or slow), at most every `NAME_RETRY`; from housekeeping, not per event.
+    pub fn retry_names(&mut self) {
+        let due: Vec<u64> = self
+            .cgroups
+            .iter()
+            .filter(|(_, s)| {
+                s.wants_name()
+                    && s.name_pending.is_none()
+                    && s.removed.is_none()
+                    && s.name_failed.is_some_and(|t| t.elapsed() >= NAME_RETRY)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.request_name(id);
+        }
     }
 
     /// Like `get`, without side effects.
@@ -286,11 +297,12 @@ impl Registry {
         done
     }
 
-    /// Whether events of this cgroup should wait for its name.
+    /// Whether events of this cgroup should wait for its name (until the
+    /// answer, or until `expired_waits` ends the wait).
     pub fn awaiting_name(&self, id: u64) -> bool {
         self.cgroups
             .get(&id)
-            .is_some_and(|s| s.name_pending.is_some_and(|t| t.elapsed() < NAME_WAIT))
+            .is_some_and(|s| s.name_pending.is_some())
     }
 
     /// Cgroups whose name wait is over (answered or timed out).

@@ -30,13 +30,15 @@ impl<'a> Obj<'a> {
 
     pub fn u64(&mut self, k: &str, v: u64) -> &mut Self {
         self.key(k);
-        let _ = write!(self.buf, "{v}");
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
         self
     }
 
     pub fn i64(&mut self, k: &str, v: i64) -> &mut Self {
         self.key(k);
-        let _ = write!(self.buf, "{v}");
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
         self
     }
 
@@ -129,7 +131,7 @@ mod tests {
 /// The fields every task record carries, in the documented order.
 fn header_fields(o: &mut Obj<'_>, kind: &str, h: &observer_common::Header, clock: i64) {
     o.str("type", kind)
-        .i64("ts", clock + h.ts as i64)
+        .i64("ts", clock.saturating_add_unsigned(h.ts))
         .u64("cpu", h.cpu.into())
         .u64("pid", h.pid.into())
         .u64("tid", h.tid.into())
