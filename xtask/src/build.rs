@@ -57,7 +57,15 @@ pub fn cargo(obj: &std::path::Path) -> Command {
 pub fn build_all(release: bool) -> Result<PathBuf> {
     let obj = build_ebpf()?;
     let mut c = cargo(&obj);
-    c.args(["build", "--package", "observer", "--bin", "observer"]);
+    c.args([
+        "build",
+        "--package",
+        "observer",
+        "--bin",
+        "observer",
+        "--bin",
+        "observer-workload",
+    ]);
     if release {
         c.arg("--release");
     }
@@ -139,5 +147,13 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     c.args(["test", "--workspace", "--exclude", "observer-ebpf"]);
     c.args(extra);
-    run(&mut c).context("run the test suite")
+    run(&mut c).context("run the test suite")?;
+    if extra.is_empty() {
+        // The benchmark harness works and its report is well formed (a few
+        // seconds per phase; never a timing assertion).
+        let bin = build_all(true)?;
+        crate::bench::run(bin.clone(), bin.with_file_name("observer-workload"), true)
+            .context("cargo xtask bench --quick")?;
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask …`: provisioning, building, running, testing, benchmarks.
 //! Build orchestration only: no observer logic lives here.
 
+mod bench;
 mod build;
 mod doctor;
 mod engine;
@@ -38,6 +39,13 @@ enum Cmd {
     },
     /// Check every prerequisite; one line each, with the fix.
     Doctor,
+    /// Measure the observer's overhead, throughput, CPU and memory against
+    /// the floor and bpftrace; writes target/bench/report.{json,md}.
+    Bench {
+        /// A few seconds per phase: checks the harness, not the machine.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Run the workshop demo (starts a Docker engine when needed).
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -53,6 +61,13 @@ fn main() {
         Cmd::Test { args } => build::test(&args),
         Cmd::Doctor => doctor::doctor(),
         Cmd::Demo { args } => build::demo(&args),
+        Cmd::Bench { quick } => build::build_all(true).and_then(|observer| {
+            bench::run(
+                observer.clone(),
+                observer.with_file_name("observer-workload"),
+                quick,
+            )
+        }),
     };
     if let Err(e) = r {
         eprintln!("xtask: {e:#}");

@@ -1,0 +1,734 @@
+//! `cargo xtask bench`: what the observer costs every syscall on the host,
+//! side by side with the floor (an empty program on the same hook) and with
+//! bpftrace; how many events per second it sustains with zero drops; its own
+//! CPU and memory. One run, phases interleaved with `off` phases, workload
+//! pinned to CPU 0 and the tools to CPU 1. Timings are compared as ratios to
+//! the neighbouring `off` phases, measured in the same run.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::util::{apt_install, output, which, workspace_root};
+
+pub struct Bench {
+    observer: PathBuf,
+    workload: PathBuf,
+    quick: bool,
+    out_dir: PathBuf,
+    cgroup: CgroupDir,
+}
+
+/// A container-shaped cgroup (`/docker/<64 hex>`) so that the observer,
+/// which shows containers by default, streams the workload's events.
+struct CgroupDir {
+    path: PathBuf,
+}
+
+impl CgroupDir {
+    fn new() -> Result<Self> {
+        let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+        let root = mounts
+            .lines()
+            .find_map(|l| {
+                let (pre, post) = l.split_once(" - ")?;
+                let mount_point = pre.split_whitespace().nth(4)?;
+                post.starts_with("cgroup2 ")
+                    .then(|| PathBuf::from(mount_point))
+            })
+            .context("no cgroup2 hierarchy is mounted")?;
+        let id = format!("{:064x}", 0xbe_u128 << 100 | std::process::id() as u128);
+        let path = root.join("docker").join(id);
+        fs::create_dir_all(&path).with_context(|| format!("mkdir {}", path.display()))?;
+        Ok(CgroupDir { path })
+    }
+}
+
+impl Drop for CgroupDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
+/// A tool under test, pinned to CPU 1.
+struct Tool {
+    child: Child,
+}
+
+impl Tool {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(mut self) -> Result<()> {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                if !st.success() && st.code() != Some(130) {
+                    bail!("tool exited with {st}");
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("tool did not stop within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// BPF links a process holds: attached means at least `n` of them.
+fn bpf_links(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("bpf_link"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn wait_attached(t: &mut Tool, links: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bpf_links(t.pid()) < links {
+        if let Some(st) = t.child.try_wait()? {
+            bail!("tool exited early ({st})");
+        }
+        if Instant::now() > deadline {
+            bail!("tool did not attach within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the reader settle.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+/// CPU time of every thread of a process, in ns (schedstat: finer than the
+/// clock ticks of /proc/PID/stat, which round a quiet daemon down to 0).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resident kB of the process's BPF map mappings (the ring buffer's pages).
+fn bpf_mapped_rss_kb(pid: u32) -> u64 {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut in_bpf = false;
+    let mut total = 0;
+    for l in smaps.lines() {
+        if l.contains('-')
+            && l.split_whitespace().count() >= 5
+            && !l.starts_with(|c: char| c.is_ascii_uppercase())
+        {
+            in_bpf = l.contains("bpf");
+        } else if in_bpf {
+            if let Some(v) = l.strip_prefix("Rss:") {
+                total += v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// Kernel memory charged for the maps a process holds (fdinfo `memlock`).
+fn map_memory(pid: u32) -> Vec<Value> {
+    let mut maps = Vec::new();
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return maps;
+    };
+    for e in dir.flatten() {
+        if !fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("bpf-map")) {
+            continue;
+        }
+        let info = fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            e.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        let get = |k: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        maps.push(json!({
+            "map_type": get("map_type:").parse::<u64>().unwrap_or(0),
+            "max_entries": get("max_entries:").parse::<u64>().unwrap_or(0),
+            "value_size": get("value_size:").parse::<u64>().unwrap_or(0),
+            "memlock": get("memlock:").parse::<u64>().unwrap_or(0),
+        }));
+    }
+    maps
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+impl Bench {
+    pub fn new(observer: PathBuf, workload: PathBuf, quick: bool) -> Result<Self> {
+        let out_dir = workspace_root().join("target/bench");
+        fs::create_dir_all(&out_dir)?;
+        Ok(Bench {
+            observer,
+            workload,
+            quick,
+            out_dir,
+            cgroup: CgroupDir::new()?,
+        })
+    }
+
+    fn calls(&self) -> u64 {
+        if self.quick {
+            300_000
+        } else {
+            3_000_000
+        }
+    }
+
+    /// ns per getppid, pinned to CPU 0; `in_cgroup`: in the container-shaped cgroup.
+    fn getppid_ns(&self, in_cgroup: bool) -> Result<f64> {
+        let mut c = Command::new(&self.workload);
+        c.args(["--cpu", "0", "--calls", &self.calls().to_string()]);
+        if in_cgroup {
+            c.arg("--cgroup").arg(&self.cgroup.path);
+        }
+        let v = self.run_workload(&mut c)?;
+        v["ns_per_call"].as_f64().context("workload report")
+    }
+
+    fn spawn_ns(&self) -> Result<f64> {
+        let n = if self.quick { "100" } else { "500" };
+        let mut c = Command::new(&self.workload);
+        c.args(["--cpu", "0", "--spawn", n])
+            .arg("--cgroup")
+            .arg(&self.cgroup.path);
+        let v = self.run_workload(&mut c)?;
+        v["ns_per_spawn"].as_f64().context("workload report")
+    }
+
+    fn run_workload(&self, c: &mut Command) -> Result<Value> {
+        let out = c
+            .stderr(Stdio::inherit())
+            .output()
+            .context("run observer-workload")?;
+        if !out.status.success() {
+            bail!("observer-workload failed");
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    fn observer(&self, args: &[&str], links: usize) -> Result<Tool> {
+        let child = Command::new("taskset")
+            .arg("-c")
+            .arg("1")
+            .arg(&self.observer)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start the observer")?;
+        let mut t = Tool { child };
+        wait_attached(&mut t, links)?;
+        Ok(t)
+    }
+
+    fn bpftrace(&self) -> Result<Tool> {
+        let mut child = Command::new("taskset")
+            .args([
+                "-c",
+                "1",
+                "bpftrace",
+                "-e",
+                "tracepoint:raw_syscalls:sys_enter { @[cgroup, args->id] = count(); }",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start bpftrace")?;
+        // "Attaching 1 probe..." comes once it is attached.
+        let stdout = child.stdout.take().context("bpftrace stdout")?;
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        // It prints its maps at exit: keep reading so that it can.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Tool { child })
+    }
+
+    /// One phase: start the tool, measure, stop it.
+    fn phase(&self, name: &str) -> Result<f64> {
+        let file = self.out_dir.join("stream.jsonl");
+        let file_s = file.to_string_lossy().into_owned();
+        let ns = match name {
+            "off" => self.getppid_ns(true)?,
+            "floor" => {
+                let t = self.observer(&["floor"], 1)?;
+                let ns = self.getppid_ns(true)?;
+                t.stop()?;
+                ns
+            }
+            "count" => {
+                let t = self.observer(&["--mode", "count", "--output", "/dev/null"], 4)?;
+                let ns = self.getppid_ns(true)?;
+                t.stop()?;
+                ns
+            }
+            "stream_null" | "stream_file" => {
+                let out = if name == "stream_null" {
+                    "/dev/null"
+                } else {
+                    file_s.as_str()
+                };
+                let t = self.observer(&["--output", out], 7)?;
+                let ns = self.getppid_ns(true)?;
+                t.stop()?;
+                let _ = fs::remove_file(&file);
+                ns
+            }
+            "stream_filtered" => {
+                // The common case on a busy host: the host's own syscalls,
+                // filtered out in the kernel while containers are watched.
+                let t = self.observer(&["--output", "/dev/null"], 7)?;
+                let ns = self.getppid_ns(false)?;
+                t.stop()?;
+                ns
+            }
+            "bpftrace" => {
+                let t = self.bpftrace()?;
+                let ns = self.getppid_ns(true)?;
+                t.stop()?;
+                ns
+            }
+            other => bail!("unknown phase {other}"),
+        };
+        Ok(ns)
+    }
+
+    /// Interleaved rounds: off, X, off, Y, off, …
+    fn overhead(&self, phases: &[&str], rounds: usize) -> Result<Value> {
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
+        let mut added: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
+        let mut ns: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
+        let mut offs = Vec::new();
+        for round in 0..rounds {
+            let mut before = self.phase("off")?;
+            offs.push(before);
+            for (i, p) in phases.iter().enumerate() {
+                let v = self.phase(p)?;
+                let after = self.phase("off")?;
+                offs.push(after);
+                let off = (before + after) / 2.0;
+                ns[i].push(v);
+                ratios[i].push(v / off);
+                added[i].push(v - off);
+                eprintln!(
+                    "bench: round {} {p}: {v:.1} ns/call (off {off:.1}, ratio {:.2})",
+                    round + 1,
+                    v / off
+                );
+                before = after;
+            }
+        }
+        let stats = |v: &[f64]| {
+            let mut c = v.to_vec();
+            let med = median(&mut c);
+            json!({"median": med, "min": c.first(), "max": c.last()})
+        };
+        let mut out = serde_json::Map::new();
+        out.insert("off".into(), json!({"ns_per_call": stats(&offs)}));
+        for (i, p) in phases.iter().enumerate() {
+            out.insert((*p).into(), json!({"ns_per_call": stats(&ns[i]), "ratio": stats(&ratios[i]), "ns_added": stats(&added[i])}));
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn fork_exec(&self) -> Result<Value> {
+        let mut off = Vec::new();
+        let mut on = Vec::new();
+        for _ in 0..if self.quick { 1 } else { 3 } {
+            off.push(self.spawn_ns()?);
+            let t = self.observer(&["--output", "/dev/null"], 7)?;
+            on.push(self.spawn_ns()?);
+            t.stop()?;
+        }
+        let (off, on) = (median(&mut off), median(&mut on));
+        Ok(json!({"off_us": off / 1e3, "stream_us": on / 1e3, "ratio": on / off}))
+    }
+
+    /// One step of the sustained-rate test: `rate` getppid/s from several
+    /// workers for `secs`, JSON per event to a file. Zero drops means every
+    /// generated call reached the daemon and no reserve failed.
+    fn sustained_step(&self, rate: u64, secs: f64) -> Result<Value> {
+        let file = self.out_dir.join("sustained.jsonl");
+        let file_s = file.to_string_lossy().into_owned();
+        let t = self.observer(&["--output", &file_s, "--summary-only"], 7)?;
+        let pid = t.pid();
+        let workers = 2;
+        let t0 = cpu_ns(pid);
+        let start = Instant::now();
+        let children: Vec<Child> = (0..workers)
+            .map(|_| {
+                Command::new(&self.workload)
+                    .args([
+                        "--cpu",
+                        "0",
+                        "--rate",
+                        &(rate / workers).to_string(),
+                        "--seconds",
+                        &secs.to_string(),
+                    ])
+                    .arg("--cgroup")
+                    .arg(&self.cgroup.path)
+                    .stdout(Stdio::piped())
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()?;
+        let mut generated = 0;
+        for c in children {
+            let out = c.wait_with_output()?;
+            let v: Value = serde_json::from_slice(&out.stdout)?;
+            generated += v["calls"].as_u64().unwrap_or(0);
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let cpu_s = (cpu_ns(pid) - t0) as f64 / 1e9;
+        let hwm = status_kb(pid, "VmHWM:");
+        let rss = status_kb(pid, "VmRSS:");
+        let ring_rss = bpf_mapped_rss_kb(pid);
+        let maps = map_memory(pid);
+        t.stop()?;
+        // What the daemon received for the cgroup, and what was lost.
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        let _ = fs::remove_file(&file);
+        let cgroup_id = fs::metadata(&self.cgroup.path)?.ino();
+        let mut received = 0;
+        let mut lost = 0;
+        for l in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(l) else {
+                continue;
+            };
+            if v["type"] == "summary" {
+                for c in v["containers"].as_array().into_iter().flatten() {
+                    if c["cgroup_id"] == cgroup_id {
+                        received += c["syscalls"]["getppid"].as_u64().unwrap_or(0);
+                    }
+                }
+            }
+            if v["type"] == "loss" {
+                lost = v["lost_total"].as_u64().unwrap_or(0);
+            }
+        }
+        let achieved = generated as f64 / elapsed;
+        Ok(json!({
+            "rate": rate, "seconds": secs, "workers": workers,
+            "generated": generated, "received": received, "lost": lost,
+            "zero_drops": lost == 0 && received == generated,
+            // A step counts only if the workers really made that rate.
+            "rate_reached": achieved >= 0.95 * rate as f64,
+            "achieved_rate": achieved,
+            "daemon_cpu_s": cpu_s,
+            "cpu_s_per_million": cpu_s / (generated.max(1) as f64 / 1e6),
+            "vm_hwm_kb": hwm, "vm_rss_kb": rss, "ring_rss_kb": ring_rss,
+            "rss_without_ring_kb": rss.saturating_sub(ring_rss),
+            "maps": maps,
+        }))
+    }
+
+    /// The daemon's CPU share in --mode count at a given syscall rate.
+    fn count_cpu(&self, rate: u64, secs: f64) -> Result<Value> {
+        let t = self.observer(&["--mode", "count", "--output", "/dev/null"], 4)?;
+        let pid = t.pid();
+        let t0 = cpu_ns(pid);
+        let start = Instant::now();
+        let mut c = Command::new(&self.workload);
+        c.args([
+            "--cpu",
+            "0",
+            "--rate",
+            &rate.to_string(),
+            "--seconds",
+            &secs.to_string(),
+        ])
+        .arg("--cgroup")
+        .arg(&self.cgroup.path);
+        let v = self.run_workload(&mut c)?;
+        let elapsed = start.elapsed().as_secs_f64();
+        let cpu_s = (cpu_ns(pid) - t0) as f64 / 1e9;
+        let hwm = status_kb(pid, "VmHWM:");
+        t.stop()?;
+        Ok(json!({
+            "rate": rate, "calls": v["calls"], "seconds": elapsed,
+            "cpu_share": cpu_s / elapsed,
+            "vm_hwm_kb": hwm,
+        }))
+    }
+}
+
+fn machine() -> Value {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned());
+    json!({
+        "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "cpu": model,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "bpf_stats_enabled": fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default().trim() == "1",
+        "date": output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])).unwrap_or_default().trim(),
+    })
+}
+
+fn f(v: &Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:.1}"))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn markdown(r: &Value) -> String {
+    let m = &r["machine"];
+    let mut s = format!(
+        "Machine: Linux {}, {} × {}, kernel.bpf_stats_enabled={}; {} rounds; `cargo xtask bench{}` on {}.\n\n",
+        m["kernel"].as_str().unwrap_or("?"),
+        m["cpus"],
+        m["cpu"].as_str().unwrap_or("?"),
+        if m["bpf_stats_enabled"] == true { 1 } else { 0 },
+        r["rounds"],
+        if r["quick"] == true { " --quick" } else { "" },
+        m["date"].as_str().unwrap_or("?"),
+    );
+    s.push_str("| phase | ns per getppid (median, min–max) | ratio to off | ns added |\n|---|---|---|---|\n");
+    let o = &r["overhead"];
+    s.push_str(&format!(
+        "| off | {} ({}–{}) | 1.00 | 0 |\n",
+        f(&o["off"]["ns_per_call"]["median"]),
+        f(&o["off"]["ns_per_call"]["min"]),
+        f(&o["off"]["ns_per_call"]["max"])
+    ));
+    for p in r["phases"].as_array().into_iter().flatten() {
+        let p = p.as_str().unwrap_or_default();
+        let x = &o[p];
+        s.push_str(&format!(
+            "| {p} | {} ({}–{}) | {:.2} ({:.2}–{:.2}) | {} |\n",
+            f(&x["ns_per_call"]["median"]),
+            f(&x["ns_per_call"]["min"]),
+            f(&x["ns_per_call"]["max"]),
+            x["ratio"]["median"].as_f64().unwrap_or(f64::NAN),
+            x["ratio"]["min"].as_f64().unwrap_or(f64::NAN),
+            x["ratio"]["max"].as_f64().unwrap_or(f64::NAN),
+            f(&x["ns_added"]["median"]),
+        ));
+    }
+    let fe = &r["fork_exec"];
+    s.push_str(&format!(
+        "\nfork+exec of /bin/true: {:.0} µs off, {:.0} µs with the observer streaming (ratio {:.2}).\n",
+        fe["off_us"].as_f64().unwrap_or(f64::NAN),
+        fe["stream_us"].as_f64().unwrap_or(f64::NAN),
+        fe["ratio"].as_f64().unwrap_or(f64::NAN)
+    ));
+    s.push_str("\n| sustained rate (getppid/s, JSON per event to a file) | achieved | generated | received | lost | zero drops | daemon CPU s per 1M events | VmHWM MiB | RSS without ring MiB |\n|---|---|---|---|---|---|---|---|---|\n");
+    for st in r["sustained"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "| {} for {} s | {:.0} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} |\n",
+            st["rate"],
+            st["seconds"],
+            st["achieved_rate"].as_f64().unwrap_or(0.0),
+            st["generated"],
+            st["received"],
+            st["lost"],
+            if st["zero_drops"] == true {
+                "yes"
+            } else {
+                "no"
+            },
+            st["cpu_s_per_million"].as_f64().unwrap_or(f64::NAN),
+            st["vm_hwm_kb"].as_f64().unwrap_or(0.0) / 1024.0,
+            st["rss_without_ring_kb"].as_f64().unwrap_or(0.0) / 1024.0,
+        ));
+    }
+    s.push_str(&format!(
+        "\nHighest rate sustained with zero drops: {} events/s.\n",
+        r["max_zero_drop_rate"]
+            .as_u64()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "none of the steps".into())
+    ));
+    let c = &r["count_cpu"];
+    s.push_str(&format!(
+        "`--mode count` at {} syscalls/s: daemon CPU {:.2}% of a core.\n",
+        c["rate"],
+        c["cpu_share"].as_f64().unwrap_or(f64::NAN) * 100.0
+    ));
+    let mem: u64 = r["sustained"][0]["maps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["memlock"].as_u64())
+        .sum();
+    s.push_str(&format!(
+        "Kernel memory of the maps (fdinfo memlock): {:.1} MiB.\n",
+        mem as f64 / (1 << 20) as f64
+    ));
+    s
+}
+
+/// The report is well formed: every figure the README table needs is there
+/// and is a number. (No bound on the numbers: CI machines are not benches.)
+pub fn validate(r: &Value) -> Result<()> {
+    let num = |v: &Value, what: &str| -> Result<()> {
+        match v.as_f64() {
+            Some(x) if x.is_finite() => Ok(()),
+            _ => bail!("bench report: {what} is not a number: {v}"),
+        }
+    };
+    num(
+        &r["overhead"]["off"]["ns_per_call"]["median"],
+        "off ns per call",
+    )?;
+    for p in r["phases"].as_array().context("bench report: no phases")? {
+        let p = p.as_str().unwrap_or_default();
+        num(
+            &r["overhead"][p]["ns_per_call"]["median"],
+            &format!("{p} ns per call"),
+        )?;
+        num(&r["overhead"][p]["ratio"]["median"], &format!("{p} ratio"))?;
+    }
+    num(&r["fork_exec"]["ratio"], "fork+exec ratio")?;
+    let steps = r["sustained"]
+        .as_array()
+        .context("bench report: no sustained steps")?;
+    if steps.is_empty() {
+        bail!("bench report: no sustained steps");
+    }
+    for st in steps {
+        num(&st["cpu_s_per_million"], "CPU s per million events")?;
+        num(&st["vm_hwm_kb"], "VmHWM")?;
+        if st["received"].as_u64().is_none() || st["generated"].as_u64().is_none() {
+            bail!("bench report: a sustained step lacks received/generated counts");
+        }
+    }
+    num(&r["count_cpu"]["cpu_share"], "count-mode CPU share")?;
+    for k in ["kernel", "cpu", "bpf_stats_enabled"] {
+        if r["machine"][k].is_null() {
+            bail!("bench report: machine.{k} missing");
+        }
+    }
+    Ok(())
+}
+
+pub fn run(observer: PathBuf, workload: PathBuf, quick: bool) -> Result<()> {
+    if which("bpftrace").is_none() {
+        if let Err(e) = apt_install(&["bpftrace"]) {
+            eprintln!(
+                "bench: bpftrace is not installed and could not be ({e:#}); its phase is skipped"
+            );
+        }
+    }
+    let stats_on = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .unwrap_or_default()
+        .trim()
+        == "1";
+    if stats_on {
+        eprintln!("bench: kernel.bpf_stats_enabled=1 adds a clock read per program run: timings will be inflated (sysctl -w kernel.bpf_stats_enabled=0)");
+    }
+    let b = Bench::new(observer, workload, quick)?;
+    let mut phases = vec![
+        "floor",
+        "count",
+        "stream_null",
+        "stream_file",
+        "stream_filtered",
+    ];
+    if which("bpftrace").is_some() {
+        phases.push("bpftrace");
+    }
+    let rounds = if quick { 1 } else { 5 };
+    let overhead = b.overhead(&phases, rounds)?;
+    let fork_exec = b.fork_exec()?;
+    let (steps, secs): (Vec<u64>, f64) = if quick {
+        (vec![200_000, 1_000_000], 2.0)
+    } else {
+        (
+            vec![500_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000],
+            30.0,
+        )
+    };
+    let mut sustained = Vec::new();
+    let mut max_ok = None;
+    for rate in steps {
+        eprintln!("bench: sustained {rate}/s for {secs} s");
+        let st = b.sustained_step(rate, secs)?;
+        let ok = st["zero_drops"] == true && st["rate_reached"] == true;
+        sustained.push(st);
+        if ok {
+            max_ok = Some(rate);
+        } else {
+            break;
+        }
+    }
+    let count_cpu = b.count_cpu(1_000_000, if quick { 2.0 } else { 10.0 })?;
+    let report = json!({
+        "machine": machine(), "quick": quick, "rounds": rounds, "phases": phases,
+        "overhead": overhead, "fork_exec": fork_exec, "sustained": sustained,
+        "max_zero_drop_rate": max_ok, "count_cpu": count_cpu,
+    });
+    validate(&report)?;
+    let md = markdown(&report);
+    fs::write(
+        b.out_dir.join("report.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    fs::write(b.out_dir.join("report.md"), &md)?;
+    println!("{md}");
+    println!(
+        "Report: {}",
+        Path::new(&b.out_dir).join("report.{json,md}").display()
+    );
+    Ok(())
+}
