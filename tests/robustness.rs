@@ -666,3 +666,55 @@ fn a_signal_right_after_the_kernel_record_still_stops_cleanly() {
         );
     }
 }
+
+/// A flood into a tiny ring buffer: the daemon survives, and what did not
+/// fit is accounted for, per cgroup and per CPU, in `loss` records; what
+/// arrived plus what was lost is what the workload made.
+#[test]
+fn a_full_ring_buffer_is_reported_as_loss_per_cgroup_and_cpu() {
+    if !privileged() {
+        return;
+    }
+    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    // 16 KiB: a wakeup comes every 4 KiB, far too late for a flat-out flood.
+    let obs = Observer::start(&[
+        "--ring-buffer-kb",
+        "16",
+        "--syscall",
+        "getppid",
+        "--interval",
+        "0.5",
+    ]);
+    let path = cg.path.to_string_lossy().into_owned();
+    let children: Vec<_> = (0..2)
+        .map(|_| workload_spawn(&["--cgroup", &path, "--calls", "300000"]))
+        .collect();
+    for c in children {
+        workload_wait(c);
+    }
+    let rec = obs.stop();
+    let received = rec
+        .in_cgroup(cg.id)
+        .iter()
+        .filter(|e| e["syscall"] == "getppid")
+        .count() as u64;
+    let last = rec.lines.last().unwrap();
+    assert_eq!(last["type"], "loss", "the final account is the last record");
+    let lost_here: u64 = rec
+        .of_type("loss")
+        .filter_map(|l| l["by_cgroup"][cg.id.to_string()].as_u64())
+        .sum();
+    assert!(lost_here > 0, "a 16 KiB ring can't hold this flood: {last}");
+    assert_eq!(
+        received + lost_here,
+        600_000,
+        "every call is either received or counted as lost"
+    );
+    let by_cpu: u64 = rec
+        .of_type("loss")
+        .flat_map(|l| l["by_cpu"].as_object().cloned().unwrap_or_default())
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
+    assert!(by_cpu >= lost_here, "losses are also counted per CPU");
+    assert!(last["lost_total"].as_u64().unwrap() >= lost_here);
+}
