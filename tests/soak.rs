@@ -77,10 +77,23 @@ fn start_container(image: &str, name: &str) -> Child {
         .args(["run", "-d", "--rm", "--network", "none", "--name", name])
         .args([image, "sh", "-c", CHURN])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run docker")
+}
+
+/// A finished `docker run -d`: the container's ID, or why there is none.
+fn started_id(name: &str, c: Child) -> Result<String, String> {
+    let out = c.wait_with_output().expect("wait for docker run");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "docker run {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// The names of this run's containers that still exist.
@@ -136,38 +149,38 @@ fn container_churn_keeps_rss_bounded() {
     let prefix = format!("obs-soak-{}", &fake_id()[..12]);
     let t0 = Instant::now();
     let mut samples: Vec<Mem> = Vec::with_capacity(secs + 1);
-    let mut runs: Vec<(String, Child)> = Vec::new();
+    let mut running: Vec<(String, Child)> = Vec::new();
+    // (name, ID) of every container started, and the `docker run`s that failed.
+    let mut started: Vec<(String, String)> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
+    let mut reap = |running: &mut Vec<(String, Child)>, wait: bool| {
+        let mut i = 0;
+        while i < running.len() {
+            if wait || matches!(running[i].1.try_wait(), Ok(Some(_))) {
+                let (name, c) = running.swap_remove(i);
+                match started_id(&name, c) {
+                    Ok(id) => started.push((name, id)),
+                    Err(e) => failed.push(e),
+                }
+            } else {
+                i += 1;
+            }
+        }
+    };
     for i in 0..secs {
         let next = t0 + Duration::from_secs(i as u64);
-        if let Some(d) = next.checked_duration_since(Instant::now()) {
-            std::thread::sleep(d);
-        }
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
         samples.push(mem(pid));
         let name = format!("{prefix}-{i}");
-        runs.push((name.clone(), start_container(&image, &name)));
-        // Reap the `docker run` clients that are done.
-        runs.retain_mut(|(n, c)| match c.try_wait() {
-            Ok(Some(s)) if s.success() => false,
-            Ok(Some(_)) => {
-                failed.push(n.clone());
-                false
-            }
-            _ => true,
-        });
+        running.push((name.clone(), start_container(&image, &name)));
+        reap(&mut running, false);
     }
     // The last sample, a second after the last start.
     std::thread::sleep(
         (t0 + Duration::from_secs(secs as u64)).saturating_duration_since(Instant::now()),
     );
     samples.push(mem(pid));
-    for (n, c) in runs.drain(..) {
-        let out = c.wait_with_output().expect("wait for docker run");
-        if !out.status.success() {
-            eprintln!("docker run {n}: {}", String::from_utf8_lossy(&out.stderr));
-            failed.push(n);
-        }
-    }
+    reap(&mut running, true);
     // Every container of the run has exited and is removed (--rm).
     let deadline = Instant::now() + Duration::from_secs(60);
     while remaining(&prefix) > 0 {
@@ -180,7 +193,7 @@ fn container_churn_keeps_rss_bounded() {
     let churn_secs = t0.elapsed().as_secs_f64();
     let rec = obs.stop();
 
-    eprintln!("soak: {secs} containers over {churn_secs:.0} s; RSS of the observer (MiB):");
+    eprintln!("soak: {secs} containers over {churn_secs:.0} s; memory of the observer (MiB):");
     eprintln!("   t    rss    hwm   anon   file  shmem");
     for (t, m) in samples.iter().enumerate() {
         eprintln!(
@@ -193,29 +206,40 @@ fn container_churn_keeps_rss_bounded() {
         );
     }
 
-    // Every container was seen to start and to exit, by name.
-    let names = |event: &str| -> HashSet<String> {
+    // Every container was seen to start and to exit: by ID (a name can
+    // come too late under load: the record then goes out without it).
+    let ids = |event: &str| -> HashSet<String> {
         rec.of_type("container")
             .filter(|c| c["event"] == event)
-            .filter_map(|c| c["container"]["name"].as_str())
-            .filter(|n| n.starts_with(&prefix))
+            .filter_map(|c| c["container"]["id"].as_str())
             .map(str::to_owned)
             .collect()
     };
-    let (starts, exits) = (names("start"), names("exit"));
-    let both = starts.intersection(&exits).count();
+    let (starts, exits) = (ids("start"), ids("exit"));
+    let named: HashSet<&str> = rec
+        .of_type("container")
+        .filter_map(|c| c["container"]["name"].as_str())
+        .collect();
+    let missing: Vec<&str> = started
+        .iter()
+        .filter(|(_, id)| !(starts.contains(id) && exits.contains(id)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let seen = started.len() - missing.len();
+    let with_name = started
+        .iter()
+        .filter(|(n, _)| named.contains(n.as_str()))
+        .count();
     eprintln!(
-        "soak: {} records; {} starts, {} exits of {secs} containers ({} docker run failures)",
+        "soak: {} records; start and exit records for {seen} of {secs} containers ({with_name} named); \
+         docker run failures: {}",
         rec.lines.len(),
-        starts.len(),
-        exits.len(),
         failed.len()
     );
     assert!(
-        both * 10 >= secs * 9,
-        "start and exit records for {both} of {secs} containers (starts {}, exits {}, docker run failures {failed:?})",
-        starts.len(),
-        exits.len()
+        seen * 10 >= secs * 9,
+        "start and exit records for only {seen} of {secs} containers; missing: {missing:?}; \
+         docker run failures: {failed:?}"
     );
 
     // Flat RSS: the end of the run against the warm-up. The registry's

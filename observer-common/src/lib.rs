@@ -40,6 +40,8 @@ pub const PROG_CGROUP_MKDIR: &str = "cgroup_mkdir";
 pub const PROG_CGROUP_RMDIR: &str = "cgroup_rmdir";
 /// Empty program on `sys_enter`: the floor the benchmark measures against.
 pub const PROG_FLOOR: &str = "floor_sys_enter";
+/// The same, on the classic `raw_syscalls:sys_enter` tracepoint.
+pub const PROG_FLOOR_CLASSIC: &str = "floor_classic_sys_enter";
 
 /// Record kinds (`Header::kind`).
 pub const KIND_SYSCALL: u32 = 1;

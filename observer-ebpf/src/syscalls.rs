@@ -2,7 +2,10 @@
 //! cheapest way onto the syscall path (the classic `raw_syscalls` tracepoint
 //! adds ~35 ns per call on top of the same slow path).
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
 use observer_common::{
     CountKey, SyscallRecord, COUNT_SLOTS, COUNT_SLOT_NRS, FLAG_SYSCALL_FILTER, KIND_SYSCALL,
     KIND_SYSCALL_EXIT, MODE_COUNT, SYSCALL_BITMAP_WORDS,
@@ -39,6 +42,13 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 /// An empty program on the same hook: what the benchmark calls the floor.
 #[btf_tracepoint(function = "sys_enter")]
 pub fn floor_sys_enter(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+/// The same empty program on the classic `raw_syscalls:sys_enter`
+/// tracepoint, to show what the BTF-enabled hook saves.
+#[tracepoint(category = "raw_syscalls", name = "sys_enter")]
+pub fn floor_classic_sys_enter(_ctx: TracePointContext) -> u32 {
     0
 }
 

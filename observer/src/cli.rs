@@ -30,6 +30,9 @@ pub enum Command {
     Floor {
         #[arg(long)]
         duration: Option<f64>,
+        /// On the classic raw_syscalls:sys_enter tracepoint.
+        #[arg(long)]
+        classic: bool,
     },
 }
 

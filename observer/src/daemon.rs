@@ -63,6 +63,7 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         cgroup_filter: !args.host || !args.containers.is_empty(),
         wakeup_bytes: args.wakeup_kb.saturating_mul(1024),
         floor_only: false,
+        floor_classic: false,
     })
 }
 
@@ -311,15 +312,16 @@ async fn run_loop(
 }
 
 /// `observer floor`: only the empty `sys_enter` program, until told to stop.
-pub async fn floor(duration: Option<f64>) -> Result<()> {
+pub async fn floor(duration: Option<f64>, classic: bool) -> Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let opts = LoadOptions {
         floor_only: true,
+        floor_classic: classic,
         ..Default::default()
     };
     let loaded = loader::load(&opts)?;
     println!("floor attached");
-    let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let wait = async {
         match duration {
             Some(d) => tokio::time::sleep(Duration::from_secs_f64(d)).await,

@@ -32,6 +32,8 @@ pub struct LoadOptions {
     pub wakeup_bytes: u32,
     /// Attach only the empty `sys_enter` program (the benchmark's floor).
     pub floor_only: bool,
+    /// With `floor_only`: on the classic `raw_syscalls` tracepoint instead.
+    pub floor_classic: bool,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +47,7 @@ impl Default for LoadOptions {
             cgroup_filter: true,
             wakeup_bytes: 64 << 10,
             floor_only: false,
+            floor_classic: false,
         }
     }
 }
@@ -196,7 +199,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .load(OBJECT)
         .context("load the eBPF object into the kernel")?;
 
-    if opts.floor_only {
+    if opts.floor_only && opts.floor_classic {
+        ensure_tracefs().context("classic tracepoints need tracefs")?;
+        let p: &mut aya::programs::TracePoint = ebpf
+            .program_mut(PROG_FLOOR_CLASSIC)
+            .context("floor program missing")?
+            .try_into()?;
+        p.load().context("load raw_syscalls:sys_enter")?;
+        p.attach("raw_syscalls", "sys_enter")
+            .context("attach raw_syscalls:sys_enter")?;
+    } else if opts.floor_only {
         attach(&mut ebpf, &btf, PROG_FLOOR, "sys_enter")?;
     } else {
         attach(&mut ebpf, &btf, PROG_SYS_ENTER, "sys_enter")?;

@@ -16,7 +16,9 @@ fn main() {
     let result = rt.block_on(async {
         match cli.command {
             None => observer::daemon::run(cli.watch).await,
-            Some(Command::Floor { duration }) => observer::daemon::floor(duration).await,
+            Some(Command::Floor { duration, classic }) => {
+                observer::daemon::floor(duration, classic).await
+            }
             Some(Command::Demo(args)) => observer::demo::run(args, cli.watch).await,
         }
     });

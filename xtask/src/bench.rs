@@ -314,6 +314,12 @@ impl Bench {
                 t.stop()?;
                 ns
             }
+            "floor_classic" => {
+                let t = self.observer(&["floor", "--classic"], 1)?;
+                let ns = self.getppid_ns(true)?;
+                t.stop()?;
+                ns
+            }
             "count" => {
                 let t = self.observer(&["--mode", "count", "--output", "/dev/null"], 4)?;
                 let ns = self.getppid_ns(true)?;
