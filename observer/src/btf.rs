@@ -70,7 +70,7 @@ impl KernelBtf {
                 })?;
             }
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(anyhow!("{name}.{} is a bitfield", path.join(".")));
         }
         Ok(bits / 8)

@@ -388,10 +388,22 @@ impl Pipeline {
                 // CPU time only, from a container that made no event yet.
                 continue;
             }
-            entries.push((json.to_string(), Some(cg), g, cpu, container));
+            entries.push(Entry {
+                json: json.to_string(),
+                cgroup_id: Some(cg),
+                group: g,
+                cpu,
+                container,
+            });
         }
         if self.args.host && (host_cgroups > 0) {
-            entries.push(("null".to_owned(), None, host, host_cpu, None));
+            entries.push(Entry {
+                json: "null".to_owned(),
+                cgroup_id: None,
+                group: host,
+                cpu: host_cpu,
+                container: None,
+            });
         }
 
         match self.args.format {
@@ -452,21 +464,17 @@ impl Pipeline {
         }
     }
 
-    fn summary_json(
-        &mut self,
-        entries: &[(
-            String,
-            Option<u64>,
-            Group,
-            BTreeMap<u32, u64>,
-            Option<Arc<Container>>,
-        )],
-        loss: &Loss,
-        interval_s: f64,
-    ) {
+    fn summary_json(&mut self, entries: &[Entry], loss: &Loss, interval_s: f64) {
         let now = self.clock.saturating_add_unsigned(boot_ns());
         let mut list = Vec::new();
-        for (json, cg, g, cpu, _) in entries {
+        for Entry {
+            json,
+            cgroup_id: cg,
+            group: g,
+            cpu,
+            ..
+        } in entries
+        {
             let syscalls: serde_json::Map<String, serde_json::Value> = named_counts(g)
                 .into_iter()
                 .map(|(k, v)| (k, v.into()))
@@ -508,45 +516,41 @@ impl Pipeline {
         o.end();
     }
 
-    fn summary_table(
-        &mut self,
-        entries: &[(
-            String,
-            Option<u64>,
-            Group,
-            BTreeMap<u32, u64>,
-            Option<Arc<Container>>,
-        )],
-        loss: &Loss,
-        interval_s: f64,
-    ) {
+    fn summary_table(&mut self, entries: &[Entry], loss: &Loss, interval_s: f64) {
         let capacity = interval_s * 1e9 * self.ncpus as f64;
         let rows: Vec<table::Row> = entries
             .iter()
-            .map(|(_, _, g, cpu, c)| table::Row {
-                name: c
-                    .as_ref()
-                    .map(|c| {
-                        c.name
-                            .clone()
-                            .unwrap_or_else(|| c.id.chars().take(12).collect())
-                    })
-                    .unwrap_or_else(|| "(host)".into()),
-                runtime: c
-                    .as_ref()
-                    .map(|c| c.runtime.to_owned())
-                    .unwrap_or_else(|| "-".into()),
-                pidns: g.pidns.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                processes: g.pids.len(),
-                syscalls_per_sec: g.total as f64 / interval_s,
-                top: named_counts(g)
-                    .into_iter()
-                    .take(3)
-                    .map(|(n, c)| format!("{n}:{c}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                cpu_share: cpu.values().sum::<u64>() as f64 / capacity,
-            })
+            .map(
+                |Entry {
+                     group: g,
+                     cpu,
+                     container: c,
+                     ..
+                 }| table::Row {
+                    name: c
+                        .as_ref()
+                        .map(|c| {
+                            c.name
+                                .clone()
+                                .unwrap_or_else(|| c.id.chars().take(12).collect())
+                        })
+                        .unwrap_or_else(|| "(host)".into()),
+                    runtime: c
+                        .as_ref()
+                        .map(|c| c.runtime.to_owned())
+                        .unwrap_or_else(|| "-".into()),
+                    pidns: g.pidns.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    processes: g.pids.len(),
+                    syscalls_per_sec: g.total as f64 / interval_s,
+                    top: named_counts(g)
+                        .into_iter()
+                        .take(3)
+                        .map(|(n, c)| format!("{n}:{c}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    cpu_share: cpu.values().sum::<u64>() as f64 / capacity,
+                },
+            )
             .collect();
         let screen = table::render(
             &rows,
@@ -557,6 +561,16 @@ impl Pipeline {
         );
         self.sink.buf.extend_from_slice(screen.as_bytes());
     }
+}
+
+/// One summary entry: a container's (or the host's) interval.
+struct Entry {
+    /// The rendered `container` value (`null` for the host).
+    json: String,
+    cgroup_id: Option<u64>,
+    group: Group,
+    cpu: BTreeMap<u32, u64>,
+    container: Option<Arc<Container>>,
 }
 
 fn merge(into: &mut Group, g: &Group) {

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -75,7 +75,7 @@ pub fn parse_disk_config(json: &[u8]) -> Option<(Option<String>, Option<String>)
     ))
 }
 
-async fn connect(path: &PathBuf, timeout: Duration) -> Result<Docker, String> {
+async fn connect(path: &Path, timeout: Duration) -> Result<Docker, String> {
     if !path.exists() {
         return Err(format!("{} does not exist", path.display()));
     }
@@ -111,17 +111,20 @@ async fn inspect(
     }
 }
 
+/// Name and image of a container.
+type Names = (Option<String>, Option<String>);
+
 /// Names and images announced by the engine's event stream, by container
 /// ID. A container is created before its cgroup exists, so its name is
 /// usually here before its first event: even a `docker run --rm` that lives
 /// for milliseconds, and is gone before an inspect could answer, is named.
 #[derive(Clone, Default)]
-pub struct Announced(Arc<Mutex<HashMap<String, (Option<String>, Option<String>)>>>);
+pub struct Announced(Arc<Mutex<HashMap<String, Names>>>);
 
 impl Announced {
     const MAX: usize = 4096;
 
-    fn get(&self, id: &str) -> Option<(Option<String>, Option<String>)> {
+    fn get(&self, id: &str) -> Option<Names> {
         self.0.lock().ok()?.get(id).cloned()
     }
 

@@ -93,41 +93,6 @@ impl<'a> Obj<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_line_is_valid_json_whatever_the_input() {
-        let nasty: [&[u8]; 6] = [
-            b"plain",
-            b"quo\"te\\back",
-            b"ctl\x01\x1b[2J\n\t",
-            b"\xff\xfe invalid utf8 \xc3",
-            b"0123456789abcdef", // a full 16-byte comm, no NUL
-            &[b'a'; 4096],
-        ];
-        for n in nasty {
-            let mut buf = Vec::new();
-            let mut o = Obj::new(&mut buf);
-            o.str("type", "exec")
-                .cstr("comm", n)
-                .u64("pid", u64::MAX)
-                .i64("ret", -14)
-                .f64("x", f64::NAN)
-                .raw("container", "null");
-            o.end();
-            assert_eq!(buf.last(), Some(&b'\n'));
-            let v: serde_json::Value = serde_json::from_slice(&buf)
-                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&buf)));
-            assert_eq!(v["pid"], u64::MAX);
-            assert_eq!(v["ret"], -14);
-            assert!(v["x"].is_null());
-            assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
-        }
-    }
-}
-
 /// The fields every task record carries, in the documented order.
 fn header_fields(o: &mut Obj<'_>, kind: &str, h: &observer_common::Header, clock: i64) {
     o.str("type", kind)
@@ -196,4 +161,39 @@ pub fn event(buf: &mut Vec<u8>, ev: &crate::decode::Event, container: &str, cloc
         Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => {}
     }
     o.end();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_is_valid_json_whatever_the_input() {
+        let nasty: [&[u8]; 6] = [
+            b"plain",
+            b"quo\"te\\back",
+            b"ctl\x01\x1b[2J\n\t",
+            b"\xff\xfe invalid utf8 \xc3",
+            b"0123456789abcdef", // a full 16-byte comm, no NUL
+            &[b'a'; 4096],
+        ];
+        for n in nasty {
+            let mut buf = Vec::new();
+            let mut o = Obj::new(&mut buf);
+            o.str("type", "exec")
+                .cstr("comm", n)
+                .u64("pid", u64::MAX)
+                .i64("ret", -14)
+                .f64("x", f64::NAN)
+                .raw("container", "null");
+            o.end();
+            assert_eq!(buf.last(), Some(&b'\n'));
+            let v: serde_json::Value = serde_json::from_slice(&buf)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&buf)));
+            assert_eq!(v["pid"], u64::MAX);
+            assert_eq!(v["ret"], -14);
+            assert!(v["x"].is_null());
+            assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+        }
+    }
 }

@@ -20,8 +20,8 @@ pub fn render(rows: &[Row], release: &str, boot_id: &str, interval_s: f64, lost:
     let mut s = String::from("\x1b[H\x1b[2J");
     let _ = writeln!(
         s,
-        "{:<24} {:<11} {:>11} {:>6} {:>11} {:>6}  {}",
-        "CONTAINER", "RUNTIME", "PIDNS", "PROCS", "SYSCALLS/S", "CPU%", "TOP SYSCALLS"
+        "{:<24} {:<11} {:>11} {:>6} {:>11} {:>6}  TOP SYSCALLS",
+        "CONTAINER", "RUNTIME", "PIDNS", "PROCS", "SYSCALLS/S", "CPU%"
     );
     if rows.is_empty() {
         let _ = writeln!(s, "(no container activity in the last {interval_s:.1}s: start one, e.g. docker run --rm alpine uname -r)");
