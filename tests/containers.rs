@@ -203,3 +203,47 @@ fn container_filter_selects_by_id_prefix() {
     );
     assert!(rec.summary_entries(b.id).is_empty());
 }
+
+/// Without cgroup2 (forced here with the hidden `--cgroup-v1`), containers
+/// are attributed from their v1 cgroup in /proc/PID/cgroup.
+#[test]
+fn cgroup_v1_attribution_from_proc() {
+    if !privileged() {
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some((mount, _)) = observer::container::v1::v1_hierarchy(&mountinfo) else {
+        observer::privilege::skip_or_fail("no cgroup v1 hierarchy is mounted on this host");
+        return;
+    };
+    let id = fake_id();
+    let dir = mount.join("docker").join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let obs = Observer::start(&["--cgroup-v1", "--syscall", "getppid"]);
+    // Alive long enough for its /proc entry to be read.
+    let me = workload(&[
+        "--cgroup",
+        &dir.to_string_lossy(),
+        "--unshare",
+        "--calls",
+        "200",
+        "--linger-ms",
+        "800",
+    ]);
+    let rec = obs.stop();
+    let _ = std::fs::remove_dir(&dir);
+    let ours: Vec<_> = rec
+        .of_type("syscall")
+        .filter(|e| e["container"]["id"] == id.as_str())
+        .collect();
+    assert_eq!(ours.len(), 200, "every call attributed to the container");
+    assert!(ours
+        .iter()
+        .all(|e| e["container"]["runtime"] == "docker" && e["pidns"] == me["pidns"]));
+    assert!(
+        rec.stderr
+            .contains("attributing containers from /proc/PID/cgroup"),
+        "{}",
+        rec.stderr
+    );
+}

@@ -88,6 +88,10 @@ pub struct WatchArgs {
     /// Wake the reader once this many KiB of records wait (0: per record).
     #[arg(long, default_value_t = 64, hide = true)]
     pub wakeup_kb: u32,
+    /// Attribute containers from their v1 cgroups (/proc/PID/cgroup), as on
+    /// a host without cgroup2 (the default there).
+    #[arg(long, hide = true)]
+    pub cgroup_v1: bool,
     /// Docker Engine API socket, for container names.
     #[arg(long, default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,

@@ -200,16 +200,31 @@ pub async fn run_until(args: WatchArgs, stop: impl std::future::Future<Output = 
         ..Default::default()
     };
     tokio::spawn(docker::resolver(sockets, req_rx, rep_tx));
-    let mut registry = Registry::from_host();
-    if registry.root().is_none() {
-        eprintln!("warning: no cgroup2 hierarchy is mounted: containers are told apart by namespaces only; mount one with: sudo mount -t cgroup2 none /sys/fs/cgroup/unified");
-    }
+    let mut registry = if args.cgroup_v1 {
+        Registry::new(None)
+    } else {
+        Registry::from_host()
+    };
+    let v1 = if registry.root().is_none() {
+        let v1 = crate::container::v1::V1Attribution::from_host();
+        eprintln!(
+            "warning: no cgroup2 hierarchy {}: {}; tasks that exit before their first event is read may go unattributed (mount cgroup2 for exact attribution: sudo mount -t cgroup2 none /sys/fs/cgroup/unified)",
+            if args.cgroup_v1 { "used (--cgroup-v1)" } else { "is mounted" },
+            if v1.is_some() { "attributing containers from /proc/PID/cgroup" } else { "and no v1 hierarchy either: containers can't be told apart" }
+        );
+        v1
+    } else {
+        None
+    };
     registry.set_resolver(req_tx);
     registry.scan();
 
     let mode = args.mode;
     let interval = Duration::from_secs_f64(args.interval);
     let mut p = Pipeline::new(args.clone(), registry, sink, boot_to_unix_offset_ns());
+    if let Some(v1) = v1 {
+        p.use_v1_attribution(v1);
+    }
     p.kernel_record();
     p.sink.flush().ok();
 

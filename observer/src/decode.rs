@@ -30,6 +30,16 @@ pub enum Event {
 }
 
 impl Event {
+    pub fn header_mut(&mut self) -> Option<&mut Header> {
+        match self {
+            Event::Syscall(r) | Event::SyscallExit(r) => Some(&mut r.header),
+            Event::Fork(r) => Some(&mut r.header),
+            Event::Exec(r) => Some(&mut r.header),
+            Event::Exit(r) => Some(&mut r.header),
+            Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => None,
+        }
+    }
+
     /// The task header, for the events that carry one.
     pub fn header(&self) -> Option<&Header> {
         match self {

@@ -64,6 +64,8 @@ pub struct Pipeline {
     pub decode_errors: u64,
     warned_names: bool,
     ncpus: usize,
+    /// cgroup-v1-only hosts: attribution from /proc/PID/cgroup.
+    v1: Option<crate::container::v1::V1Attribution>,
 }
 
 impl Pipeline {
@@ -88,6 +90,7 @@ impl Pipeline {
             prev_loss: HashMap::new(),
             decode_errors: 0,
             warned_names: false,
+            v1: None,
             ncpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -134,7 +137,22 @@ impl Pipeline {
         }
     }
 
-    pub fn event(&mut self, ev: Event) {
+    /// Attributes tasks by their v1 cgroup (a host without cgroup2).
+    pub fn use_v1_attribution(&mut self, v1: crate::container::v1::V1Attribution) {
+        self.v1 = Some(v1);
+    }
+
+    pub fn event(&mut self, mut ev: Event) {
+        let exit = matches!(ev, Event::Exit(_));
+        if let (Some(v1), Some(h)) = (self.v1.as_mut(), ev.header_mut()) {
+            if let Some((id, path)) = v1.resolve(h.pid) {
+                h.cgroup_id = id;
+                self.registry.learn_if_new(id, &path);
+            }
+            if exit {
+                v1.forget(h.pid);
+            }
+        }
         match ev {
             Event::CgroupMkdir(r) => {
                 if r.hierarchy_id == 0 {
@@ -168,6 +186,11 @@ impl Pipeline {
     }
 
     fn mark_drop(&mut self, cg: u64) {
+        // With v1 attribution the IDs here are v1 directory inodes, which
+        // mean nothing to the kernel's (cgroup v2) filter.
+        if self.v1.is_some() {
+            return;
+        }
         if self.registry.peek(cg).is_some() && self.dropped.insert(cg) {
             self.new_drops.push(cg);
         }

@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod parse;
+pub mod v1;
 
 use std::{
     fs,
@@ -197,6 +198,13 @@ impl Registry {
             .collect();
         for id in wanted {
             self.request_name(id);
+        }
+    }
+
+    /// A cgroup learnt some other way (v1 attribution), unless known.
+    pub fn learn_if_new(&mut self, id: u64, path: &str) {
+        if !self.cgroups.contains_key(&id) {
+            self.learn(id, path);
         }
     }
 
