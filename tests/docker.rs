@@ -9,19 +9,6 @@ use std::{collections::HashSet, process::Command, time::Duration};
 use common::*;
 use serde_json::Value;
 
-fn image() -> Option<String> {
-    if !privileged() {
-        return None;
-    }
-    let Ok(image) = std::env::var("OBSERVER_TEST_IMAGE") else {
-        observer::privilege::skip_or_fail(
-            "no Docker engine and image: run the suite with `cargo xtask test`",
-        );
-        return None;
-    };
-    Some(image)
-}
-
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &fake_id()[..12])
 }
@@ -76,7 +63,7 @@ fn of_container<'a>(rec: &'a Records, id: &str) -> Vec<&'a Value> {
 
 #[test]
 fn uname_r_in_a_container_prints_the_hosts_kernel_and_is_attributed() {
-    let Some(image) = image() else { return };
+    let Some(image) = docker_image() else { return };
     let obs = Observer::start(&[]);
     let name = unique("obs-uname");
     let (out, id) = run_rm(&image, &name, &[], &["uname", "-r"]);
@@ -118,7 +105,7 @@ fn uname_r_in_a_container_prints_the_hosts_kernel_and_is_attributed() {
 
 #[test]
 fn ps_aux_sees_one_process_which_the_host_knows_by_another_pid() {
-    let Some(image) = image() else { return };
+    let Some(image) = docker_image() else { return };
     let obs = Observer::start(&[]);
     let name = unique("obs-ps");
     let (out, id) = run_rm(&image, &name, &[], &["ps", "aux"]);
@@ -158,7 +145,7 @@ fn ps_aux_sees_one_process_which_the_host_knows_by_another_pid() {
 
 #[test]
 fn two_containers_at_once_are_grouped_apart_under_one_kernel() {
-    let Some(image) = image() else { return };
+    let Some(image) = docker_image() else { return };
     let obs = Observer::start(&["--interval", "0.5"]);
     let names = [unique("obs-a"), unique("obs-b")];
     let ids: Vec<String> = names
@@ -229,7 +216,7 @@ fn two_containers_at_once_are_grouped_apart_under_one_kernel() {
 
 #[test]
 fn a_container_started_before_the_observer_is_attributed_and_named() {
-    let Some(image) = image() else { return };
+    let Some(image) = docker_image() else { return };
     let name = unique("obs-early");
     let id = docker(&[
         "run",
@@ -266,7 +253,7 @@ fn a_container_started_before_the_observer_is_attributed_and_named() {
 
 #[test]
 fn the_containers_hostname_is_its_own_while_the_release_is_the_hosts() {
-    let Some(image) = image() else { return };
+    let Some(image) = docker_image() else { return };
     let obs = Observer::start(&[]);
     let name = unique("obs-uts");
     let hostname = unique("inside");

@@ -148,18 +148,11 @@ fn stop_by(sig: libc::c_int, name: &str) {
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{name}: the observer did not exit within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_for(
+        &mut child,
+        Duration::from_secs(10),
+        &format!("{name}: the observer"),
+    );
     let mut stderr = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
     assert_eq!(

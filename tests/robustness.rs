@@ -57,22 +57,6 @@ impl Drop for TempDir {
     }
 }
 
-/// Waits for a child up to `limit`; kills it (and fails) past that.
-fn wait_for(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Runs a command to the end (killed and failed after `limit`), capturing
 /// stdout and stderr.
 fn run(cmd: &mut Command, limit: Duration) -> Output {

@@ -21,6 +21,9 @@ pub const MAP_ONCPU: &str = "ONCPU";
 pub const MAP_STATS: &str = "STATS";
 /// Hash: cgroup ID -> `CGROUP_*` verdict, filled by the daemon.
 pub const MAP_CGROUP_FILTER: &str = "CGROUP_FILTER";
+/// Per-CPU array: a direct-mapped cache of `CGROUP_FILTER` verdicts.
+pub const MAP_VERDICT_CACHE: &str = "VERDICT_CACHE";
+pub const VERDICT_CACHE_SLOTS: u32 = 1024;
 /// Per-CPU scratch space for the last `sched_switch` timestamp.
 pub const MAP_SWITCH_TS: &str = "SWITCH_TS";
 
@@ -55,10 +58,10 @@ pub const KIND_CGROUP_RMDIR: u32 = 7;
 /// `STATS` slots.
 pub const STAT_EMITTED: u32 = 0;
 pub const STAT_LOST: u32 = 1;
-pub const STAT_FILTERED: u32 = 2;
 pub const STAT_COUNT: u32 = 4;
 
-/// `CGROUP_FILTER` verdicts. A cgroup absent from the map passes.
+/// `CGROUP_FILTER` verdicts. A cgroup absent from the map passes. The daemon
+/// sets a cgroup's verdict once and never changes it (the kernel caches it).
 pub const CGROUP_PASS: u32 = 0;
 pub const CGROUP_DROP: u32 = 1;
 
@@ -129,9 +132,9 @@ pub struct Config {
     pub mode: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
-    /// Wake the reader once this many bytes wait in the ring buffer (high
-    /// rate records); 0: on every record the reader had caught up with.
-    pub wakeup_bytes: u32,
+    /// Force a reader wakeup every this many high-rate records on a CPU (a
+    /// power of two); the others are submitted without one.
+    pub wakeup_every: u32,
     /// Bit `nr` set = syscall `nr` is observed (when `FLAG_SYSCALL_FILTER`).
     pub syscall_bitmap: [u64; SYSCALL_BITMAP_WORDS],
 }

@@ -1,13 +1,13 @@
 //! Maps and read-only globals shared by every program.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_F_NO_PREALLOC, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use observer_common::{
     Config, CountKey, CountSlot, KernelOffsets, CGROUP_DROP, COUNT_SLOTS, FLAG_CGROUP_FILTER,
-    STAT_COUNT, STAT_EMITTED, STAT_FILTERED, STAT_LOST,
+    STAT_COUNT, STAT_EMITTED, STAT_LOST, VERDICT_CACHE_SLOTS,
 };
 
 /// Default size; the daemon sets the real one (`--ring-buffer-mb`) at load.
@@ -76,7 +76,7 @@ pub static CONFIG: Config = Config {
     self_tgid: 0,
     mode: 0,
     flags: 0,
-    wakeup_bytes: 65536,
+    wakeup_every: 512,
     syscall_bitmap: [0; 8],
 };
 
@@ -98,6 +98,15 @@ pub fn stat_add(slot: u32, n: u64) -> u64 {
     }
 }
 
+/// Per-CPU direct-mapped cache of the daemon's verdicts, indexed by the low
+/// bits of the cgroup ID, each slot `id << 1 | drop`: an inlined array
+/// lookup in front of the hash lookup on every event. Safe to cache because
+/// the daemon sets a cgroup's verdict once and never changes it, and cgroup
+/// IDs are never reused, so a slot never goes stale. Cgroups without a
+/// verdict yet (new ones) are not cached and pass.
+#[map(name = "VERDICT_CACHE")]
+pub static VERDICT_CACHE: PerCpuArray<u64> = PerCpuArray::with_max_entries(VERDICT_CACHE_SLOTS, 0);
+
 /// Whether the daemon asked to drop this cgroup's events (the host's
 /// cgroups, when only containers are watched, or containers not selected).
 #[inline(always)]
@@ -105,12 +114,22 @@ pub fn cgroup_dropped(cgroup_id: u64) -> bool {
     if ro(&CONFIG.flags) & FLAG_CGROUP_FILTER == 0 {
         return false;
     }
-    match unsafe { CGROUP_FILTER.get(&cgroup_id) } {
-        Some(v) if *v == CGROUP_DROP => {
-            stat_add(STAT_FILTERED, 1);
-            true
+    let slot = VERDICT_CACHE.get_ptr_mut(cgroup_id as u32 & (VERDICT_CACHE_SLOTS - 1));
+    if let Some(slot) = slot {
+        let cached = unsafe { *slot };
+        if cached >> 1 == cgroup_id {
+            return cached & 1 == 1;
         }
-        _ => false,
+    }
+    match unsafe { CGROUP_FILTER.get(&cgroup_id) } {
+        Some(v) => {
+            let drop = *v == CGROUP_DROP;
+            if let Some(slot) = slot {
+                unsafe { *slot = cgroup_id << 1 | drop as u64 };
+            }
+            drop
+        }
+        None => false,
     }
 }
 
@@ -126,19 +145,18 @@ pub fn record_loss(cgroup_id: u64) {
     }
 }
 
-/// Wakeup flags for a high-rate record: wake the daemon only once
-/// `wakeup_bytes` are waiting, so that it drains in batches instead of being
-/// woken per record (a wakeup costs the traced task microseconds). The
-/// daemon also drains on a short timer, which bounds the latency of what
-/// waits below the threshold.
+/// Wakeup flags for a high-rate record: wake the daemon once every
+/// `wakeup_every` records per CPU instead of once per record, so that it
+/// drains in batches (a wakeup costs the traced task microseconds). A
+/// per-CPU counter is cheap; asking the ring for the bytes waiting
+/// (`BPF_RB_AVAIL_DATA`) reads the consumer position, a cache line the
+/// reader on another CPU keeps writing, and measured slower. The daemon
+/// also drains on a short timer, which bounds the latency of the rest.
 #[inline(always)]
 pub fn batched_wakeup() -> u64 {
-    stat_add(STAT_EMITTED, 1);
-    let threshold = ro(&CONFIG.wakeup_bytes) as u64;
-    if threshold == 0 {
-        return 0; // the kernel's own rule: wake when the reader had caught up
-    }
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+    let n = stat_add(STAT_EMITTED, 1);
+    let every = ro(&CONFIG.wakeup_every) as u64;
+    if every <= 1 || n & (every - 1) == 0 {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

@@ -85,9 +85,9 @@ pub struct WatchArgs {
     /// Ring buffer size in KiB (rounded up to a power of two).
     #[arg(long, default_value_t = 8192)]
     pub ring_buffer_kb: u32,
-    /// Wake the reader once this many KiB of records wait (0: per record).
-    #[arg(long, default_value_t = 64, hide = true)]
-    pub wakeup_kb: u32,
+    /// Wake the reader once every N records per CPU (a power of two).
+    #[arg(long, default_value_t = 512, hide = true)]
+    pub wakeup_every: u32,
     /// Attribute containers from their v1 cgroups (/proc/PID/cgroup), as on
     /// a host without cgroup2 (the default there).
     #[arg(long, hide = true)]

@@ -7,8 +7,8 @@ use std::{collections::HashMap, time::Duration};
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use observer_common::{
-    CountKey, CountSlot, CGROUP_DROP, COUNT_SLOTS, COUNT_SLOT_NRS, MODE_COUNT, MODE_STREAM,
-    STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS,
+    CountKey, CountSlot, CGROUP_DROP, CGROUP_PASS, COUNT_SLOTS, COUNT_SLOT_NRS, MODE_COUNT,
+    MODE_STREAM, STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS,
 };
 use tokio::{
     io::{unix::AsyncFd, Interest},
@@ -27,7 +27,7 @@ use crate::{
 
 /// How often records that were submitted without a wakeup are collected:
 /// the upper bound on their latency (the kernel wakes the reader every
-/// `--wakeup-kb` of records wait, and on every lifecycle record).
+/// `--wakeup-every` records per CPU, and on every lifecycle record).
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 /// `--syscall NAME…` -> the kernel's bitmap.
@@ -61,7 +61,7 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         // Nothing to drop when the host and every container are shown: skip
         // the per-event map lookup.
         cgroup_filter: !args.host || !args.containers.is_empty(),
-        wakeup_bytes: args.wakeup_kb.saturating_mul(1024),
+        wakeup_every: args.wakeup_every,
         floor_only: false,
         floor_classic: false,
     })
@@ -281,6 +281,9 @@ async fn run_loop(
                 if mode == Mode::Count {
                     free_count_slots(&mut maps, &removed);
                 }
+                for cg in &removed {
+                    let _ = cgroup_filter.remove(cg);
+                }
             }
             Some(reply) = names.recv() => p.name_reply(reply),
             _ = summary.tick() => {
@@ -290,9 +293,9 @@ async fn run_loop(
             }
             _ = &mut shutdown => break,
         }
-        for cg in p.new_drops.drain(..) {
+        for (cg, drop) in p.new_verdicts.drain(..) {
             // A full filter map only costs work, never correctness.
-            let _ = cgroup_filter.insert(cg, CGROUP_DROP, 0);
+            let _ = cgroup_filter.insert(cg, if drop { CGROUP_DROP } else { CGROUP_PASS }, 0);
         }
         if p.sink.maybe_flush().is_err() || p.sink.flush().is_err() {
             if p.sink.closed {

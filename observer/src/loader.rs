@@ -28,8 +28,8 @@ pub struct LoadOptions {
     pub ring_buffer_bytes: u32,
     pub syscall_filter: Option<[u64; SYSCALL_BITMAP_WORDS]>,
     pub cgroup_filter: bool,
-    /// See `Config::wakeup_bytes`.
-    pub wakeup_bytes: u32,
+    /// See `Config::wakeup_every`.
+    pub wakeup_every: u32,
     /// Attach only the empty `sys_enter` program (the benchmark's floor).
     pub floor_only: bool,
     /// With `floor_only`: on the classic `raw_syscalls` tracepoint instead.
@@ -45,7 +45,7 @@ impl Default for LoadOptions {
             ring_buffer_bytes: 8 << 20,
             syscall_filter: None,
             cgroup_filter: true,
-            wakeup_bytes: 64 << 10,
+            wakeup_every: 512,
             floor_only: false,
             floor_classic: false,
         }
@@ -152,6 +152,14 @@ where
     T::try_from(map).with_context(|| format!("open map {name}"))
 }
 
+/// A power of two, and a batch of at most a quarter of the ring, so that a
+/// wakeup comes well before the ring fills.
+fn wakeup_every(opts: &LoadOptions) -> u32 {
+    let fits = (ring_bytes(opts) / 4 / std::mem::size_of::<SyscallRecord>() as u32).max(1);
+    let n = opts.wakeup_every.clamp(1, fits);
+    1 << (31 - n.leading_zeros())
+}
+
 fn ring_bytes(opts: &LoadOptions) -> u32 {
     opts.ring_buffer_bytes.max(4096).next_power_of_two()
 }
@@ -173,9 +181,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         self_tgid: std::process::id(),
         mode: opts.mode,
         flags: 0,
-        // At most a quarter of the ring, so that a wakeup comes well before
-        // the ring fills.
-        wakeup_bytes: opts.wakeup_bytes.min(ring_bytes(opts) / 4),
+        wakeup_every: wakeup_every(opts),
         syscall_bitmap: [0; SYSCALL_BITMAP_WORDS],
     };
     if let Some(bitmap) = opts.syscall_filter {

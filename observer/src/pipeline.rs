@@ -53,9 +53,10 @@ pub struct Pipeline {
     started: HashMap<String, Started>,
     /// Cgroups already part of a started container: the per-event check.
     started_cgroups: FxHashSet<u64>,
-    /// cgroups to add to the kernel's drop filter (drained by the daemon).
-    pub new_drops: Vec<u64>,
-    dropped: HashSet<u64>,
+    /// Verdicts to write into the kernel's cgroup filter (drained by the
+    /// daemon): (cgroup, drop). Each cgroup gets one, once it is known.
+    pub new_verdicts: Vec<(u64, bool)>,
+    judged: FxHashSet<u64>,
     received: u64,
     received_total: u64,
     prev_emitted: u64,
@@ -81,8 +82,8 @@ impl Pipeline {
             held: FxHashMap::default(),
             started: HashMap::new(),
             started_cgroups: FxHashSet::default(),
-            new_drops: Vec::new(),
-            dropped: HashSet::new(),
+            new_verdicts: Vec::new(),
+            judged: FxHashSet::default(),
             received: 0,
             received_total: 0,
             prev_emitted: 0,
@@ -185,14 +186,15 @@ impl Pipeline {
         }
     }
 
-    fn mark_drop(&mut self, cg: u64) {
+    /// Tells the kernel, once, what to do with a cgroup whose fate is known.
+    fn judge(&mut self, cg: u64, drop: bool) {
         // With v1 attribution the IDs here are v1 directory inodes, which
         // mean nothing to the kernel's (cgroup v2) filter.
         if self.v1.is_some() {
             return;
         }
-        if self.registry.peek(cg).is_some() && self.dropped.insert(cg) {
-            self.new_drops.push(cg);
+        if self.registry.peek(cg).is_some() && self.judged.insert(cg) {
+            self.new_verdicts.push((cg, drop));
         }
     }
 
@@ -204,7 +206,7 @@ impl Pipeline {
         let pending_name = state.name_pending.is_some();
         match &container {
             None if !self.args.host => {
-                self.mark_drop(cg);
+                self.judge(cg, true);
                 None
             }
             Some(c)
@@ -212,11 +214,18 @@ impl Pipeline {
                     && !self.args.containers.iter().any(|s| c.matches(s)) =>
             {
                 if !pending_name {
-                    self.mark_drop(cg);
+                    self.judge(cg, true);
                 }
                 None
             }
-            _ => Some((container, json)),
+            _ => {
+                // Selected for good once its name is known (a --container
+                // selector may match the name).
+                if !pending_name {
+                    self.judge(cg, false);
+                }
+                Some((container, json))
+            }
         }
     }
 
@@ -358,7 +367,7 @@ impl Pipeline {
         let removed = self.registry.evict();
         for cg in &removed {
             self.agg.forget(*cg);
-            self.dropped.remove(cg);
+            self.judged.remove(cg);
         }
         removed
     }

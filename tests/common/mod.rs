@@ -7,7 +7,7 @@ use std::{
     io::{BufRead, BufReader},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -33,6 +33,37 @@ pub fn privileged() -> bool {
         return false;
     }
     true
+}
+
+/// The local image the end-to-end tests run (`cargo xtask test` builds it
+/// and starts an engine); None, after saying why, where there is none.
+pub fn docker_image() -> Option<String> {
+    if !privileged() {
+        return None;
+    }
+    let Ok(image) = std::env::var("OBSERVER_TEST_IMAGE") else {
+        observer::privilege::skip_or_fail(
+            "no Docker engine and image: run the suite with `cargo xtask test`",
+        );
+        return None;
+    };
+    Some(image)
+}
+
+/// Waits for a child up to `limit`; kills it (and fails) past that.
+pub fn wait_for(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn cgroup2_root() -> PathBuf {
@@ -174,17 +205,11 @@ impl Observer {
         std::thread::sleep(Duration::from_millis(600));
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "observer did not exit within 30 s of SIGINT"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait_for(
+            &mut self.child,
+            Duration::from_secs(30),
+            "observer after SIGINT",
+        );
         let mut stderr = String::new();
         if let Some(e) = self.child.stderr.take() {
             for l in BufReader::new(e).lines().map_while(Result::ok) {

@@ -414,7 +414,7 @@ impl Bench {
     fn sustained_step(&self, rate: u64, secs: f64) -> Result<Value> {
         let file = self.out_dir.join("sustained.jsonl");
         let file_s = file.to_string_lossy().into_owned();
-        let t = self.observer(&["--output", &file_s, "--summary-only"], 7)?;
+        let t = self.observer(&["--output", &file_s], 7)?;
         let pid = t.pid();
         let workers = 2;
         let t0 = cpu_ns(pid);
@@ -686,6 +686,7 @@ pub fn run(observer: PathBuf, workload: PathBuf, quick: bool) -> Result<()> {
     let b = Bench::new(observer, workload, quick)?;
     let mut phases = vec![
         "floor",
+        "floor_classic",
         "count",
         "stream_null",
         "stream_file",

@@ -6,6 +6,7 @@ mod build;
 mod doctor;
 mod engine;
 mod provision;
+mod soak;
 mod util;
 
 use anyhow::Result;
@@ -46,6 +47,12 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Containers created and destroyed every second for N minutes while the
+    /// observer runs; prints its memory over time.
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Run the workshop demo (starts a Docker engine when needed).
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -61,6 +68,10 @@ fn main() {
         Cmd::Test { args } => build::test(&args),
         Cmd::Doctor => doctor::doctor(),
         Cmd::Demo { args } => build::demo(&args),
+        Cmd::Soak { minutes } => build::build_all(true).and_then(|observer| {
+            let engine = engine::ensure_engine()?;
+            soak::soak(minutes, &observer, &engine.image)
+        }),
         Cmd::Bench { quick } => build::build_all(true).and_then(|observer| {
             bench::run(
                 observer.clone(),
