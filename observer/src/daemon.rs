@@ -283,6 +283,8 @@ async fn run_loop(
                 }
                 for cg in &removed {
                     let _ = cgroup_filter.remove(cg);
+                    let _ = maps.oncpu.remove(cg);
+                    let _ = maps.loss.remove(cg);
                 }
             }
             Some(reply) = names.recv() => p.name_reply(reply),

@@ -22,6 +22,9 @@ use crate::{
     },
 };
 
+/// Events held per cgroup while its name is looked up, at most.
+const MAX_HELD: usize = 65_536;
+
 struct Started {
     json: Arc<str>,
     first_ts: u64,
@@ -138,6 +141,12 @@ impl Pipeline {
         }
     }
 
+    /// The cgroup hierarchy whose IDs name cgroups here: 0, the unified one,
+    /// or the v1 hierarchy read on a host without cgroup2.
+    fn hierarchy(&self) -> u32 {
+        self.v1.as_ref().map_or(0, |v1| v1.hierarchy_id())
+    }
+
     /// Attributes tasks by their v1 cgroup (a host without cgroup2).
     pub fn use_v1_attribution(&mut self, v1: crate::container::v1::V1Attribution) {
         self.v1 = Some(v1);
@@ -156,13 +165,13 @@ impl Pipeline {
         }
         match ev {
             Event::CgroupMkdir(r) => {
-                if r.hierarchy_id == 0 {
+                if r.hierarchy_id == self.hierarchy() {
                     let path = String::from_utf8_lossy(cstr(&r.path)).into_owned();
                     self.registry.learn(r.cgroup_id, &path);
                 }
             }
             Event::CgroupRmdir(ref r) => {
-                if r.hierarchy_id != 0 {
+                if r.hierarchy_id != self.hierarchy() {
                     return;
                 }
                 if let Some(q) = self.held.get_mut(&r.cgroup_id) {
@@ -177,6 +186,10 @@ impl Pipeline {
                 };
                 if let Some(q) = self.held.get_mut(&cg) {
                     q.push(ev);
+                    if q.len() >= MAX_HELD {
+                        // A flood while the name is on its way: out without it.
+                        self.release(cg);
+                    }
                 } else if self.registry.awaiting_name(cg) {
                     self.held.insert(cg, vec![ev]);
                 } else {
@@ -330,6 +343,8 @@ impl Pipeline {
                 Event::CgroupRmdir(r) => self.cgroup_removed(r.cgroup_id, r.ts),
                 other => self.task_event(other),
             }
+            // A long queue must not pile up in the output buffer.
+            let _ = self.sink.maybe_flush();
         }
     }
 
@@ -368,6 +383,7 @@ impl Pipeline {
         for cg in &removed {
             self.agg.forget(*cg);
             self.judged.remove(cg);
+            self.prev_loss.retain(|k, _| k.0 != *cg);
         }
         removed
     }
@@ -634,4 +650,42 @@ pub fn boot_ns() -> u64 {
     // SAFETY: valid clock id and out pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use observer_common::{SyscallRecord, KIND_SYSCALL};
+
+    use super::*;
+    use crate::{cli::Cli, output::Sink};
+
+    /// A container whose name never comes while it floods: its events wait
+    /// for the name only up to a bound, then go out without it.
+    #[test]
+    fn held_events_are_bounded() {
+        let args = Cli::parse_from(["observer"]).watch;
+        let mut registry = Registry::new(None);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        registry.set_resolver(tx);
+        let id = "3f4e8c2a1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
+        registry.learn(42, &format!("/docker/{id}"));
+        assert!(registry.awaiting_name(42));
+        let mut p = Pipeline::new(args, registry, Sink::new(Box::new(std::io::sink())), 0);
+        let mut r = SyscallRecord::default();
+        r.header.kind = KIND_SYSCALL;
+        r.header.cgroup_id = 42;
+        for _ in 0..MAX_HELD + 10 {
+            p.event(Event::Syscall(r));
+        }
+        assert!(
+            p.held.get(&42).map_or(0, Vec::len) < MAX_HELD,
+            "released at the bound"
+        );
+        assert_eq!(
+            p.agg.groups[&42].total, MAX_HELD as u64,
+            "and processed, without the name"
+        );
+        assert!(p.sink.buf.capacity() <= 4 << 20 || p.sink.buf.len() < 1 << 16);
+    }
 }

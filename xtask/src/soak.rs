@@ -77,11 +77,15 @@ struct Seen {
     /// Container IDs with a start record, and with an exit record.
     starts: Mutex<HashSet<String>>,
     exits: Mutex<HashSet<String>>,
+    /// Container IDs with on-CPU time in a summary: the kernel's per-cgroup
+    /// CPU map has room for 4096 cgroups, so this stops growing when the
+    /// entries of removed cgroups are not deleted.
+    on_cpu: Mutex<HashSet<String>>,
 }
 
 /// Reads the observer's JSON lines: the kernel record (for the observer's
-/// PID, which is not the child's under sudo) and the container lifecycle
-/// records; every other line is only counted.
+/// PID, which is not the child's under sudo), the container lifecycle
+/// records and the summaries; every other line is only counted.
 fn read_stream(out: impl std::io::Read, seen: Arc<Seen>, pid_tx: mpsc::Sender<u32>) {
     let mut r = BufReader::with_capacity(1 << 20, out);
     let mut line = Vec::new();
@@ -94,7 +98,8 @@ fn read_stream(out: impl std::io::Read, seen: Arc<Seen>, pid_tx: mpsc::Sender<u3
         seen.records.fetch_add(1, Ordering::Relaxed);
         let kernel = line.starts_with(br#"{"type":"kernel""#);
         let container = line.starts_with(br#"{"type":"container""#);
-        if !(kernel || container) {
+        let summary = line.starts_with(br#"{"type":"summary""#);
+        if !(kernel || container || summary) {
             continue;
         }
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
@@ -103,6 +108,16 @@ fn read_stream(out: impl std::io::Read, seen: Arc<Seen>, pid_tx: mpsc::Sender<u3
         if kernel {
             if let Some(pid) = v["observer_pid"].as_u64() {
                 let _ = pid_tx.send(pid as u32);
+            }
+            continue;
+        }
+        if summary {
+            let entries = v["containers"].as_array().into_iter().flatten();
+            let mut on_cpu = seen.on_cpu.lock().unwrap();
+            for e in entries.filter(|e| e["cpu_ns_total"].as_u64().unwrap_or(0) > 0) {
+                if let Some(id) = e["container"]["id"].as_str() {
+                    on_cpu.insert(id.to_owned());
+                }
             }
             continue;
         }
@@ -341,6 +356,11 @@ pub fn soak(minutes: f64, observer: &Path, image: &str) -> Result<()> {
         .iter()
         .filter(|id| starts.contains(*id) && exits.contains(*id))
         .count() as u64;
+    // On-CPU time of the last quarter of the containers (IDs are in about
+    // the order they started): still accounted for late in the run.
+    let late = &ids[ids.len() - ids.len() / 4..];
+    let on_cpu = seen.on_cpu.lock().unwrap();
+    let late_cpu = late.iter().filter(|id| on_cpu.contains(*id)).count();
     let base = after_warmup.context("the run ended before the warm-up")?;
     let growth = last.rss as i64 - base.rss as i64;
     let bound = GROWTH_BOUND_KIB.min((base.rss as f64 * GROWTH_BOUND_SHARE) as u64);
@@ -348,11 +368,18 @@ pub fn soak(minutes: f64, observer: &Path, image: &str) -> Result<()> {
     let slope = slope_kib_per_min(&post);
     let flat = growth < bound as i64;
     let all_seen = both * 10 >= started * 9;
+    let cpu_seen = late_cpu * 10 >= late.len() * 9;
     println!(
         "verdict: {}: RSS {:.1} MiB after the {} s warm-up, {:.1} MiB at the end ({:+.2} MiB, bound {:.1} MiB; \
          max {:.1} MiB, trend {:+.1} KiB/min); peak VmHWM {:.1} MiB; {started} containers, {both} seen to start \
-         and exit, {failed} docker run failures, {} records",
-        if flat && all_seen { "flat" } else if flat { "flat, but containers unseen" } else { "GREW" },
+         and exit, {late_cpu} of the last {} with on-CPU time; {failed} docker run failures; {} records",
+        if !flat {
+            "GREW"
+        } else if all_seen && cpu_seen {
+            "flat"
+        } else {
+            "flat, but containers went unaccounted"
+        },
         mib(base.rss),
         warmup.as_secs(),
         mib(last.rss),
@@ -361,6 +388,7 @@ pub fn soak(minutes: f64, observer: &Path, image: &str) -> Result<()> {
         mib(max),
         slope,
         mib(peak_hwm),
+        late.len(),
         seen.records.load(Ordering::Relaxed),
     );
     if !flat {
@@ -368,6 +396,13 @@ pub fn soak(minutes: f64, observer: &Path, image: &str) -> Result<()> {
     }
     if !all_seen {
         bail!("start and exit records for only {both} of {started} containers");
+    }
+    if !cpu_seen {
+        bail!(
+            "on-CPU time for only {late_cpu} of the last {} containers: is the kernel's \
+             per-cgroup CPU map full of removed cgroups?",
+            late.len()
+        );
     }
     Ok(())
 }

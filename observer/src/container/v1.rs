@@ -67,17 +67,32 @@ pub fn v1_path<'a>(proc_cgroup: &'a str, controllers: &str) -> Option<&'a str> {
 pub struct V1Attribution {
     mount: PathBuf,
     controllers: String,
+    /// The hierarchy's number (`N:` in /proc/PID/cgroup): its cgroup_mkdir
+    /// and cgroup_rmdir records carry it, and the directory inodes used as
+    /// IDs here are its kernfs IDs.
+    hierarchy_id: u32,
     by_pid: FxHashMap<u32, Option<(u64, String)>>,
 }
 
 impl V1Attribution {
     pub fn from_host() -> Option<Self> {
         let (mount, controllers) = v1_hierarchy(&fs::read_to_string("/proc/self/mountinfo").ok()?)?;
+        let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let hierarchy_id = own
+            .lines()
+            .filter_map(parse_proc_cgroup_line)
+            .find(|(id, c, _)| *id != 0 && *c == controllers)
+            .map(|(id, _, _)| id)?;
         Some(V1Attribution {
             mount,
             controllers,
+            hierarchy_id,
             by_pid: FxHashMap::default(),
         })
+    }
+
+    pub fn hierarchy_id(&self) -> u32 {
+        self.hierarchy_id
     }
 
     /// (stand-in cgroup ID, cgroup path) of a process, read once per process.

@@ -72,6 +72,10 @@ impl Sink {
         }
         let r = self.out.write_all(&self.buf).and_then(|_| self.out.flush());
         self.buf.clear();
+        // Keep the buffer's usual size, not the size of a past burst.
+        if self.buf.capacity() > 4 << 20 {
+            self.buf.shrink_to(1 << 16);
+        }
         if let Err(e) = &r {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 self.closed = true;
