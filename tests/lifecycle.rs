@@ -259,3 +259,26 @@ fn signals_stop_cleanly_and_release_every_program_and_map() {
         stop_by(sig, name);
     }
 }
+
+/// tracefs not mounted: the daemon mounts it. In this binary, which runs
+/// alone, so that no other test's tools lose tracefs meanwhile.
+#[test]
+fn mounts_tracefs_when_it_is_missing() {
+    if !privileged() {
+        return;
+    }
+    let mounted =
+        || observer::loader::tracefs_mounted(&fs::read_to_string("/proc/self/mountinfo").unwrap());
+    while mounted() {
+        let st = Command::new("umount")
+            .arg("/sys/kernel/tracing")
+            .status()
+            .unwrap();
+        assert!(st.success(), "umount /sys/kernel/tracing");
+    }
+    let obs = Observer::start(&["--host"]);
+    assert!(mounted(), "the observer mounted tracefs");
+    let rec = obs.stop();
+    assert!(rec.of_type("syscall").count() > 0);
+    assert!(!rec.stderr.contains("mount tracefs"), "{}", rec.stderr);
+}

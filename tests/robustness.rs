@@ -702,3 +702,42 @@ fn a_full_ring_buffer_is_reported_as_loss_per_cgroup_and_cpu() {
     assert!(by_cpu >= lost_here, "losses are also counted per CPU");
     assert!(last["lost_total"].as_u64().unwrap() >= lost_here);
 }
+
+/// Nothing listens on a network port: none of the observer's sockets is a
+/// listening TCP socket or a bound UDP one.
+#[test]
+fn listens_on_no_network_port() {
+    if !privileged() {
+        return;
+    }
+    let obs = Observer::start(&["--host"]);
+    let pid = obs.pid();
+    // Socket inodes the observer holds.
+    let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .map(str::to_owned)
+        })
+        .collect();
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let text = fs::read_to_string(format!("/proc/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // Columns: sl local rem st … inode (10th).
+            if f.len() > 9 && inodes.iter().any(|i| i == f[9]) {
+                let listening = f[3] == "0A" || table.starts_with("udp");
+                assert!(
+                    !listening,
+                    "the observer has a {table} socket bound at {}",
+                    f[1]
+                );
+            }
+        }
+    }
+    obs.stop();
+}

@@ -182,6 +182,18 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_without_btf_is_named_with_the_fix() {
+        let err = KernelBtf::from_file(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .expect("no BTF there");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("/nonexistent/vmlinux") && msg.contains("CONFIG_DEBUG_INFO_BTF"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn names_the_missing_field() {
         let Some(k) = kernel() else { return };
         let err = k.offset("task_struct", &["no_such_field"]).unwrap_err();

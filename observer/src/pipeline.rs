@@ -68,6 +68,9 @@ pub struct Pipeline {
     pub decode_errors: u64,
     warned_names: bool,
     ncpus: usize,
+    /// Per cgroup: the rendered end of its event lines, for the namespaces
+    /// and container object it was rendered with.
+    tails: FxHashMap<u64, ((u32, u32, u32, u32), Arc<str>, String)>,
     /// cgroup-v1-only hosts: attribution from /proc/PID/cgroup.
     v1: Option<crate::container::v1::V1Attribution>,
 }
@@ -95,6 +98,7 @@ impl Pipeline {
             decode_errors: 0,
             warned_names: false,
             v1: None,
+            tails: FxHashMap::default(),
             ncpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -262,10 +266,23 @@ impl Pipeline {
         self.emit(&ev, &json);
     }
 
-    fn emit(&mut self, ev: &Event, container_json: &str) {
-        if self.json_out() && !self.args.summary_only {
-            json::event(&mut self.sink.buf, ev, container_json, self.clock);
+    fn emit(&mut self, ev: &Event, container_json: &Arc<str>) {
+        if !self.json_out() || self.args.summary_only {
+            return;
         }
+        let Some(h) = ev.header() else { return };
+        let key = (h.pidns, h.mntns, h.utsns, h.netns);
+        let cached = self
+            .tails
+            .get(&h.cgroup_id)
+            .filter(|t| t.0 == key && Arc::ptr_eq(&t.1, container_json));
+        if cached.is_none() {
+            let tail = json::tail(h, container_json);
+            self.tails
+                .insert(h.cgroup_id, (key, container_json.clone(), tail));
+        }
+        let tail = &self.tails[&h.cgroup_id].2;
+        json::event(&mut self.sink.buf, ev, tail, self.clock);
     }
 
     fn container_seen(&mut self, c: &Arc<Container>, json: &Arc<str>, cg: u64, ts: u64) {
@@ -384,6 +401,7 @@ impl Pipeline {
             self.agg.forget(*cg);
             self.judged.remove(cg);
             self.prev_loss.retain(|k, _| k.0 != *cg);
+            self.tails.remove(cg);
         }
         removed
     }

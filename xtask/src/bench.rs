@@ -449,31 +449,34 @@ impl Bench {
         let ring_rss = bpf_mapped_rss_kb(pid);
         let maps = map_memory(pid);
         t.stop()?;
-        // What the daemon received for the cgroup, and what was lost.
-        let text = fs::read_to_string(&file).unwrap_or_default();
-        let _ = fs::remove_file(&file);
+        // What the daemon received for the cgroup, and what was lost: from
+        // its summary and loss lines, read as a stream (the file holds a
+        // line per event, gigabytes at these rates).
         let cgroup_id = fs::metadata(&self.cgroup.path)?.ino();
         let mut received = 0;
         let mut lost = 0;
-        for l in text.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(l) else {
-                continue;
-            };
-            if v["type"] == "summary" {
+        let mut lines = 0u64;
+        let reader = BufReader::with_capacity(1 << 20, fs::File::open(&file)?);
+        for l in reader.split(b'\n') {
+            let l = l?;
+            lines += 1;
+            if l.starts_with(br#"{"type":"summary""#) {
+                let v: Value = serde_json::from_slice(&l)?;
                 for c in v["containers"].as_array().into_iter().flatten() {
                     if c["cgroup_id"] == cgroup_id {
                         received += c["syscalls"]["getppid"].as_u64().unwrap_or(0);
                     }
                 }
-            }
-            if v["type"] == "loss" {
+            } else if l.starts_with(br#"{"type":"loss""#) {
+                let v: Value = serde_json::from_slice(&l)?;
                 lost = v["lost_total"].as_u64().unwrap_or(0);
             }
         }
+        let _ = fs::remove_file(&file);
         let achieved = generated as f64 / elapsed;
         Ok(json!({
             "rate": rate, "seconds": secs, "workers": workers,
-            "generated": generated, "received": received, "lost": lost,
+            "generated": generated, "received": received, "lost": lost, "json_lines": lines,
             "zero_drops": lost == 0 && received == generated,
             // A step counts only if the workers really made that rate.
             "rate_reached": achieved >= 0.95 * rate as f64,

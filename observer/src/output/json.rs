@@ -93,74 +93,126 @@ impl<'a> Obj<'a> {
     }
 }
 
-/// The fields every task record carries, in the documented order.
-fn header_fields(o: &mut Obj<'_>, kind: &str, h: &observer_common::Header, clock: i64) {
-    o.str("type", kind)
-        .i64("ts", clock.saturating_add_unsigned(h.ts))
-        .u64("cpu", h.cpu.into())
-        .u64("pid", h.pid.into())
-        .u64("tid", h.tid.into())
-        .u64("ns_pid", h.ns_pid.into())
-        .u64("ns_tid", h.ns_tid.into())
-        .cstr("comm", &h.comm);
+fn num<I: itoa::Integer>(buf: &mut Vec<u8>, v: I) {
+    buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
-fn tag_fields(o: &mut Obj<'_>, h: &observer_common::Header, container: &str) {
-    o.u64("cgroup_id", h.cgroup_id)
-        .u64("pidns", h.pidns.into())
-        .u64("mntns", h.mntns.into())
-        .u64("utsns", h.utsns.into())
-        .u64("netns", h.netns.into())
-        .raw("container", container);
+/// A JSON string from a fixed-size C string (comm, filename, nodename).
+fn cstr_value(buf: &mut Vec<u8>, v: &[u8]) {
+    let bytes = cstr(v);
+    if bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        buf.push(b'"');
+        buf.extend_from_slice(bytes);
+        buf.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *buf, &String::from_utf8_lossy(bytes)).expect("write to Vec");
+    }
+}
+
+/// The fields every task record starts with, in the documented order. On
+/// the per-event path: each key is one literal with its punctuation.
+fn header_fields(buf: &mut Vec<u8>, kind: &str, h: &observer_common::Header, clock: i64) {
+    buf.extend_from_slice(b"{\"type\":\"");
+    buf.extend_from_slice(kind.as_bytes());
+    buf.extend_from_slice(b"\",\"ts\":");
+    num(buf, clock.saturating_add_unsigned(h.ts));
+    buf.extend_from_slice(b",\"cpu\":");
+    num(buf, h.cpu);
+    buf.extend_from_slice(b",\"pid\":");
+    num(buf, h.pid);
+    buf.extend_from_slice(b",\"tid\":");
+    num(buf, h.tid);
+    buf.extend_from_slice(b",\"ns_pid\":");
+    num(buf, h.ns_pid);
+    buf.extend_from_slice(b",\"ns_tid\":");
+    num(buf, h.ns_tid);
+    buf.extend_from_slice(b",\"comm\":");
+    cstr_value(buf, &h.comm);
+}
+
+/// The fields every task record ends with: `,"cgroup_id":…,"pidns":…,
+/// "mntns":…,"utsns":…,"netns":…,"container":…}` and the newline. The same
+/// for every event of a cgroup whose tasks share namespaces, so the
+/// pipeline renders it once and reuses it.
+pub fn tail(h: &observer_common::Header, container: &str) -> String {
+    let mut buf = Vec::with_capacity(128 + container.len());
+    buf.extend_from_slice(b",\"cgroup_id\":");
+    num(&mut buf, h.cgroup_id);
+    buf.extend_from_slice(b",\"pidns\":");
+    num(&mut buf, h.pidns);
+    buf.extend_from_slice(b",\"mntns\":");
+    num(&mut buf, h.mntns);
+    buf.extend_from_slice(b",\"utsns\":");
+    num(&mut buf, h.utsns);
+    buf.extend_from_slice(b",\"netns\":");
+    num(&mut buf, h.netns);
+    buf.extend_from_slice(b",\"container\":");
+    buf.extend_from_slice(container.as_bytes());
+    buf.extend_from_slice(b"}\n");
+    String::from_utf8(buf).expect("ASCII digits and valid JSON")
 }
 
 /// Appends the JSON line of one task event. `clock` turns the kernel's
-/// boot-time stamps into Unix nanoseconds.
-pub fn event(buf: &mut Vec<u8>, ev: &crate::decode::Event, container: &str, clock: i64) {
+/// boot-time stamps into Unix nanoseconds; `tail` is `tail()` for the
+/// event's header.
+pub fn event(buf: &mut Vec<u8>, ev: &crate::decode::Event, tail: &str, clock: i64) {
     use crate::decode::Event;
-    let mut o = Obj::new(buf);
     match ev {
         Event::Syscall(r) | Event::SyscallExit(r) => {
             let exit = matches!(ev, Event::SyscallExit(_));
             header_fields(
-                &mut o,
+                buf,
                 if exit { "syscall_exit" } else { "syscall" },
                 &r.header,
                 clock,
             );
+            buf.extend_from_slice(b",\"syscall\":");
             match crate::syscalls::name(r.nr) {
-                Some(n) => o.str("syscall", n),
-                None => o.i64("syscall", r.nr),
-            };
-            o.i64("nr", r.nr);
-            if exit {
-                o.i64("ret", r.ret);
+                Some(n) => {
+                    buf.push(b'"');
+                    buf.extend_from_slice(n.as_bytes());
+                    buf.push(b'"');
+                }
+                None => num(buf, r.nr),
             }
-            tag_fields(&mut o, &r.header, container);
+            buf.extend_from_slice(b",\"nr\":");
+            num(buf, r.nr);
+            if exit {
+                buf.extend_from_slice(b",\"ret\":");
+                num(buf, r.ret);
+            }
         }
         Event::Fork(r) => {
-            header_fields(&mut o, "fork", &r.header, clock);
-            o.u64("child_pid", r.child_pid.into())
-                .u64("child_tid", r.child_tid.into())
-                .u64("child_ns_pid", r.child_ns_pid.into())
-                .u64("child_ns_tid", r.child_ns_tid.into());
-            tag_fields(&mut o, &r.header, container);
+            header_fields(buf, "fork", &r.header, clock);
+            buf.extend_from_slice(b",\"child_pid\":");
+            num(buf, r.child_pid);
+            buf.extend_from_slice(b",\"child_tid\":");
+            num(buf, r.child_tid);
+            buf.extend_from_slice(b",\"child_ns_pid\":");
+            num(buf, r.child_ns_pid);
+            buf.extend_from_slice(b",\"child_ns_tid\":");
+            num(buf, r.child_ns_tid);
         }
         Event::Exec(r) => {
-            header_fields(&mut o, "exec", &r.header, clock);
-            o.cstr("filename", &r.filename)
-                .cstr("nodename", &r.nodename);
-            tag_fields(&mut o, &r.header, container);
+            header_fields(buf, "exec", &r.header, clock);
+            buf.extend_from_slice(b",\"filename\":");
+            cstr_value(buf, &r.filename);
+            buf.extend_from_slice(b",\"nodename\":");
+            cstr_value(buf, &r.nodename);
         }
         Event::Exit(r) => {
-            header_fields(&mut o, "exit", &r.header, clock);
-            o.u64("exit_code", ((r.exit_code >> 8) & 0xff).into())
-                .u64("signal", (r.exit_code & 0x7f).into());
-            tag_fields(&mut o, &r.header, container);
+            header_fields(buf, "exit", &r.header, clock);
+            buf.extend_from_slice(b",\"exit_code\":");
+            num(buf, (r.exit_code >> 8) & 0xff);
+            buf.extend_from_slice(b",\"signal\":");
+            num(buf, r.exit_code & 0x7f);
         }
-        Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => {}
+        Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => return,
     }
-    o.end();
+    buf.extend_from_slice(tail.as_bytes());
 }
 
 #[cfg(test)]
