@@ -22,6 +22,10 @@ use crate::{
     },
 };
 
+/// The rendered end of a cgroup's event lines, with what it was rendered
+/// from: the (pidns, mntns, utsns, netns) of the tasks and the container.
+type Tail = ((u32, u32, u32, u32), Arc<str>, String);
+
 /// Events held per cgroup while its name is looked up, at most.
 const MAX_HELD: usize = 65_536;
 
@@ -70,7 +74,7 @@ pub struct Pipeline {
     ncpus: usize,
     /// Per cgroup: the rendered end of its event lines, for the namespaces
     /// and container object it was rendered with.
-    tails: FxHashMap<u64, ((u32, u32, u32, u32), Arc<str>, String)>,
+    tails: FxHashMap<u64, Tail>,
     /// cgroup-v1-only hosts: attribution from /proc/PID/cgroup.
     v1: Option<crate::container::v1::V1Attribution>,
 }
