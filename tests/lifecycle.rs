@@ -13,7 +13,7 @@ use std::{
     collections::BTreeSet,
     fs,
     io::Read,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -90,18 +90,6 @@ fn out_path(tag: &str) -> PathBuf {
     ))
 }
 
-fn read_lines(path: &Path) -> Vec<Value> {
-    let text = fs::read(path).unwrap();
-    text.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            serde_json::from_slice(l).unwrap_or_else(|e| {
-                panic!("invalid JSON line ({e}): {}", String::from_utf8_lossy(l))
-            })
-        })
-        .collect()
-}
-
 /// One run: start, work, signal, and check the end and the release.
 fn stop_by(sig: libc::c_int, name: &str) {
     let baseline = observer::loader::loaded_counts();
@@ -164,7 +152,7 @@ fn stop_by(sig: libc::c_int, name: &str) {
 
     // The end of the stream: last summary, then the final loss account
     // (a loss record of the last interval may sit between them).
-    let lines = read_lines(&out);
+    let lines = json_lines(&out);
     let _ = fs::remove_file(&out);
     assert_eq!(lines[0]["type"], "kernel");
     let last = lines.last().unwrap();

@@ -133,19 +133,6 @@ fn as_nobody(caps: Option<&str>) -> Command {
     c
 }
 
-/// Every line of a JSON-lines file, parsed (each must be valid JSON).
-fn json_lines(path: &Path) -> Vec<Value> {
-    let text = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    text.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            serde_json::from_slice(l).unwrap_or_else(|e| {
-                panic!("invalid JSON line ({e}): {}", String::from_utf8_lossy(l))
-            })
-        })
-        .collect()
-}
-
 /// Waits until a JSON-lines file has its kernel record.
 fn wait_started(out: &Path, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(30);

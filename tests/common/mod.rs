@@ -50,6 +50,19 @@ pub fn docker_image() -> Option<String> {
     Some(image)
 }
 
+/// Every line of a JSON-lines file, parsed (each must be valid JSON).
+pub fn json_lines(path: &Path) -> Vec<Value> {
+    let text = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l).unwrap_or_else(|e| {
+                panic!("invalid JSON line ({e}): {}", String::from_utf8_lossy(l))
+            })
+        })
+        .collect()
+}
+
 /// Waits for a child up to `limit`; kills it (and fails) past that.
 pub fn wait_for(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
     let deadline = Instant::now() + limit;
@@ -218,17 +231,8 @@ impl Observer {
             }
         }
         assert!(status.success(), "observer exited with {status}: {stderr}");
-        let text = fs::read(&self.out).unwrap();
+        let lines = json_lines(&self.out);
         let _ = fs::remove_file(&self.out);
-        let lines: Vec<Value> = text
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                serde_json::from_slice(l).unwrap_or_else(|e| {
-                    panic!("invalid JSON line ({e}): {}", String::from_utf8_lossy(l))
-                })
-            })
-            .collect();
         Records { lines, stderr }
     }
 }
