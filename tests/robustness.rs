@@ -676,11 +676,13 @@ fn a_full_ring_buffer_is_reported_as_loss_per_cgroup_and_cpu() {
         .filter_map(|l| l["by_cgroup"][cg.id.to_string()].as_u64())
         .sum();
     assert!(lost_here > 0, "a 16 KiB ring can't hold this flood: {last}");
-    assert_eq!(
-        received + lost_here,
-        600_000,
-        "every call is either received or counted as lost"
+    // Every call is either received or counted as lost; the cgroup's few
+    // lifecycle records (the workloads' fork/exec/exit) may be lost too.
+    assert!(
+        (600_000..=600_016).contains(&(received + lost_here)),
+        "received {received} + lost {lost_here}"
     );
+    assert!(received <= 600_000);
     let by_cpu: u64 = rec
         .of_type("loss")
         .flat_map(|l| l["by_cpu"].as_object().cloned().unwrap_or_default())

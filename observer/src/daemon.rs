@@ -299,12 +299,15 @@ async fn run_loop(
             // A full filter map only costs work, never correctness.
             let _ = cgroup_filter.insert(cg, if drop { CGROUP_DROP } else { CGROUP_PASS }, 0);
         }
-        if p.sink.maybe_flush().is_err() || p.sink.flush().is_err() {
-            if p.sink.closed {
-                // The reader went away (`observer | head`): stop quietly.
-                return Ok(());
-            }
-            anyhow::bail!("write output: {}", std::io::Error::last_os_error());
+        // Writes also happen while records are read: the sink remembers a
+        // closed reader or an error, whichever write met it.
+        let _ = p.sink.flush();
+        if p.sink.closed {
+            // The reader went away (`observer | head`): stop quietly.
+            return Ok(());
+        }
+        if let Some(e) = p.sink.error.take() {
+            anyhow::bail!("write output: {e}");
         }
     }
 

@@ -46,6 +46,9 @@ pub struct Sink {
     out: Box<dyn Write + Send>,
     pub buf: Vec<u8>,
     pub closed: bool,
+    /// The first write error other than a closed reader: the daemon stops
+    /// with it (a full disk must not lose lines silently).
+    pub error: Option<io::Error>,
 }
 
 impl Sink {
@@ -54,6 +57,7 @@ impl Sink {
             out,
             buf: Vec::with_capacity(1 << 16),
             closed: false,
+            error: None,
         }
     }
 
@@ -76,11 +80,51 @@ impl Sink {
         if self.buf.capacity() > 4 << 20 {
             self.buf.shrink_to(1 << 16);
         }
-        if let Err(e) = &r {
-            if e.kind() == io::ErrorKind::BrokenPipe {
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                 self.closed = true;
+                Ok(())
             }
+            Err(e) => {
+                let kind = e.kind();
+                self.error.get_or_insert(e);
+                Err(io::Error::from(kind))
+            }
+            Ok(()) => Ok(()),
         }
-        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Failing(io::ErrorKind);
+
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from(self.0))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A closed reader stops quietly; any other write error is kept for the
+    /// daemon to stop with, whichever write met it.
+    #[test]
+    fn remembers_why_writing_stopped() {
+        let mut s = Sink::new(Box::new(Failing(io::ErrorKind::BrokenPipe)));
+        s.buf.extend_from_slice(b"{}\n");
+        assert!(s.flush().is_ok());
+        assert!(s.closed && s.error.is_none());
+        let mut s = Sink::new(Box::new(Failing(io::ErrorKind::StorageFull)));
+        s.buf.resize(1 << 16, b' ');
+        let _ = s.maybe_flush();
+        assert!(!s.closed);
+        assert_eq!(
+            s.error.as_ref().map(io::Error::kind),
+            Some(io::ErrorKind::StorageFull)
+        );
     }
 }
