@@ -77,26 +77,31 @@ pub fn build_all(release: bool) -> Result<PathBuf> {
     }))
 }
 
-/// Runs a binary as root: directly when we are root, else through `sudo -E`.
-/// Returns its exit code.
-fn run_as_root(bin: &std::path::Path, args: &[String]) -> Result<i32> {
-    let mut cmd = if is_root() {
-        Command::new(bin)
-    } else if which("sudo").is_some() {
+/// A command that runs a binary as root: directly when we are root, else
+/// through `sudo -E`; an error naming the fix where there is no sudo.
+pub fn root_command(bin: &std::path::Path) -> Result<Command> {
+    if is_root() {
+        return Ok(Command::new(bin));
+    }
+    if which("sudo").is_some() {
         eprintln!(
-            "xtask: the observer needs root (or CAP_BPF + CAP_PERFMON): re-running under sudo -E"
+            "xtask: the observer needs root (or CAP_BPF + CAP_PERFMON): running it under sudo -E"
         );
         let mut c = Command::new("sudo");
         c.arg("-E").arg(bin);
-        c
-    } else {
-        bail!(
-            "the observer needs root (or CAP_BPF + CAP_PERFMON) and there is no sudo: run `{}` as root, \
-             or grant it the capabilities: setcap cap_bpf,cap_perfmon+ep {}",
-            bin.display(),
-            bin.display()
-        );
-    };
+        return Ok(c);
+    }
+    bail!(
+        "the observer needs root (or CAP_BPF + CAP_PERFMON) and there is no sudo: run `{}` as root, \
+         or grant it the capabilities: setcap cap_bpf,cap_perfmon+ep {}",
+        bin.display(),
+        bin.display()
+    )
+}
+
+/// Runs a binary as root (see `root_command`); returns its exit code.
+fn run_as_root(bin: &std::path::Path, args: &[String]) -> Result<i32> {
+    let mut cmd = root_command(bin)?;
     cmd.args(args);
     let status = cmd
         .status()

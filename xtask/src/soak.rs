@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::util::{is_root, which};
+use crate::util::which;
 
 /// Until then the observer's caches fill up to their steady state: the
 /// registry keeps a removed cgroup for 30 s (REMOVED_GRACE), so after 60 s
@@ -244,18 +244,7 @@ pub fn soak(minutes: f64, observer: &Path, image: &str) -> Result<()> {
     let total = Duration::from_secs_f64(minutes * 60.0);
     // Short runs (for trying the harness) warm up for a quarter of the run.
     let warmup = WARMUP.min(total / 4);
-    let mut cmd = if is_root() {
-        Command::new(observer)
-    } else if which("sudo").is_some() {
-        eprintln!(
-            "xtask: the observer needs root (or CAP_BPF + CAP_PERFMON): running it under sudo -E"
-        );
-        let mut c = Command::new("sudo");
-        c.arg("-E").arg(observer);
-        c
-    } else {
-        bail!("the observer needs root (or CAP_BPF + CAP_PERFMON) and there is no sudo");
-    };
+    let mut cmd = crate::build::root_command(observer)?;
     // The default view (containers only), every event as a JSON line into
     // the pipe: the path a real consumer exercises, without filling a disk.
     cmd.args(["--output", "-"])
