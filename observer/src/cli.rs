@@ -1,6 +1,6 @@
 //! Command-line interface. The flag names are an interface: scripts use them.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -98,6 +98,20 @@ pub struct WatchArgs {
     /// Podman API socket, for container names.
     #[arg(long, default_value = "/run/podman/podman.sock")]
     pub podman_socket: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR/metrics (loopback unless an
+    /// address says otherwise).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::metrics::DEFAULT_ADDR)]
+    pub metrics: Option<SocketAddr>,
+    /// Node name in the metrics (default: $NODE_NAME, else the hostname).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Syscall label values per container in the metrics: `all`, or `top:N`
+    /// (the first N seen, largest first; the rest summed as `other`).
+    #[arg(long, default_value = "top:32", value_parser = crate::metrics::SyscallLimit::parse)]
+    pub metrics_syscalls: crate::metrics::SyscallLimit,
+    /// Seconds a gone container's series stay in the metrics.
+    #[arg(long, default_value_t = 300.0, value_parser = positive_secs)]
+    pub metrics_retention: f64,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -155,11 +169,28 @@ mod tests {
             "getppid",
             "--format",
             "table",
+            "--metrics",
+            "--node",
+            "n1",
+            "--metrics-syscalls",
+            "top:5",
         ])
         .unwrap();
         assert_eq!(c.watch.mode, Mode::Count);
         assert_eq!(c.watch.containers, ["web", "db"]);
         assert_eq!(c.watch.format, Format::Table);
+        assert_eq!(c.watch.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            c.watch.metrics_syscalls,
+            crate::metrics::SyscallLimit::Top(5)
+        );
+        let c = Cli::try_parse_from(["observer", "--metrics", "0.0.0.0:9100"]).unwrap();
+        assert_eq!(c.watch.metrics, Some("0.0.0.0:9100".parse().unwrap()));
+        assert_eq!(
+            Cli::try_parse_from(["observer"]).unwrap().watch.metrics,
+            None
+        );
+        assert!(Cli::try_parse_from(["observer", "--metrics-syscalls", "top:x"]).is_err());
         assert!(Cli::try_parse_from(["observer", "--interval", "0"]).is_err());
         assert!(Cli::try_parse_from(["observer", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["observer", "--mode", "fast"]).is_err());

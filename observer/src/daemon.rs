@@ -225,6 +225,24 @@ pub async fn run_until(args: WatchArgs, stop: impl std::future::Future<Output = 
     if let Some(v1) = v1 {
         p.use_v1_attribution(v1);
     }
+    if let Some(addr) = args.metrics {
+        // Served once the programs are attached: a ready endpoint means a
+        // counting observer (the DaemonSet's readiness probe relies on it).
+        let node = crate::metrics::node_name(
+            args.node.as_deref(),
+            std::env::var("NODE_NAME").ok(),
+            &p.kernel.hostname,
+        );
+        let m = crate::metrics::Metrics::new(
+            node,
+            &p.kernel,
+            args.metrics_syscalls,
+            Duration::from_secs_f64(args.metrics_retention),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        );
+        crate::metrics::server::spawn(addr, m.registry()).await?;
+        p.metrics = Some(m);
+    }
     p.kernel_record();
     p.sink.flush().ok();
 

@@ -4,7 +4,7 @@
 //! Stages, in the order data flows:
 //! `loader` (programs in, offsets from `btf`) -> `daemon` (ring buffer reader)
 //! -> `decode` -> `pipeline` (attribution with `container`, grouping with
-//! `aggregate`) -> `output`.
+//! `aggregate`) -> `output` and `metrics`.
 
 pub mod aggregate;
 pub mod btf;
@@ -15,6 +15,7 @@ pub mod decode;
 pub mod demo;
 pub mod kernel_info;
 pub mod loader;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod privilege;

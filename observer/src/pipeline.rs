@@ -77,6 +77,8 @@ pub struct Pipeline {
     tails: FxHashMap<u64, Tail>,
     /// cgroup-v1-only hosts: attribution from /proc/PID/cgroup.
     v1: Option<crate::container::v1::V1Attribution>,
+    /// `--metrics`: fed every summary interval.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Pipeline {
@@ -102,6 +104,7 @@ impl Pipeline {
             decode_errors: 0,
             warned_names: false,
             v1: None,
+            metrics: None,
             tails: FxHashMap::default(),
             ncpus: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -306,6 +309,9 @@ impl Pipeline {
             s.cgroups.insert(cg);
             return;
         }
+        if let Some(m) = self.metrics.as_mut() {
+            m.container_started(c);
+        }
         self.started.insert(
             key,
             Started {
@@ -326,7 +332,7 @@ impl Pipeline {
     }
 
     fn cgroup_removed(&mut self, cg: u64, ts: u64) {
-        self.registry.removed(cg);
+        let container = self.registry.removed(cg).and_then(|s| s.container.clone());
         if !self.started_cgroups.remove(&cg) {
             return;
         }
@@ -344,6 +350,9 @@ impl Pipeline {
             return;
         }
         let s = self.started.remove(&id).expect("found above");
+        if let (Some(m), Some(c)) = (self.metrics.as_mut(), container) {
+            m.container_gone(&c, std::time::Instant::now());
+        }
         if self.json_out() {
             let lifetime_ms = ts.saturating_sub(s.first_ts) as f64 / 1e6;
             let mut o = Obj::new(&mut self.sink.buf);
@@ -479,6 +488,17 @@ impl Pipeline {
             });
         }
 
+        if let Some(m) = self.metrics.as_mut() {
+            let interval: Vec<_> = entries
+                .iter()
+                .map(|e| crate::metrics::IntervalEntry {
+                    container: e.container.as_deref(),
+                    group: &e.group,
+                    cpu: &e.cpu,
+                })
+                .collect();
+            m.interval(&interval, &loss.by_cpu, std::time::Instant::now());
+        }
         match self.args.format {
             Format::Json => self.summary_json(&entries, &loss, interval_s),
             Format::Table => self.summary_table(&entries, &loss, interval_s),

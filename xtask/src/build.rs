@@ -150,6 +150,10 @@ pub fn test(extra: &[String]) -> Result<()> {
         // The end-to-end tests then say why they can't run (and fail in CI).
         Err(e) => eprintln!("xtask: no Docker engine for the end-to-end tests: {e:#}"),
     }
+    // The metrics tests then say why they can't run (and fail in CI).
+    if let Err(e) = crate::fleet::ensure_prometheus() {
+        eprintln!("xtask: no prometheus for the metrics tests: {e:#}");
+    }
     c.args(["test", "--workspace", "--exclude", "observer-ebpf"]);
     c.args(extra);
     run(&mut c).context("run the test suite")?;

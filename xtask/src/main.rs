@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod doctor;
 mod engine;
+mod fleet;
 mod provision;
 mod soak;
 mod util;

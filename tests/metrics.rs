@@ -1,0 +1,300 @@
+//! Privileged: the observer's Prometheus metrics against real workloads,
+//! scraped directly and by a real Prometheus (Debian's `prometheus`, started
+//! here on loopback with its own config and data directory).
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// `GET path` over HTTP/1.0: (status, body), or None when nothing answers.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// One sample's value: the series `name` whose labels include `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The sum of every `name` sample whose labels include `labels`.
+fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `f` until it returns Some, up to `limit`.
+fn until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The summaries written so far: (the container's getppid, its total).
+fn stream_counts(out: &std::path::Path, cgroup: u64) -> (u64, u64) {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let mut counts = (0, 0);
+    // Only whole lines: the observer may be writing the last one.
+    for l in text.lines().filter(|l| l.ends_with('}')) {
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
+        if v["type"] != "summary" {
+            continue;
+        }
+        for c in v["containers"].as_array().into_iter().flatten() {
+            if c["cgroup_id"] == cgroup {
+                counts.0 += c["syscalls"]["getppid"].as_u64().unwrap_or(0);
+                counts.1 += c["total"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    counts
+}
+
+/// In both modes: a container's counters at /metrics are exactly the
+/// workload's 1000 getppid calls, and every counter equals the JSON
+/// stream's count over the same period.
+#[test]
+fn metrics_count_exactly_what_the_stream_counts() {
+    if !privileged() {
+        return;
+    }
+    for mode in ["stream", "count"] {
+        let id = fake_id();
+        let cg = TestCgroup::new(&format!("/docker/{id}"));
+        let addr = free_addr();
+        let obs = Observer::start(&[
+            "--mode",
+            mode,
+            "--interval",
+            "0.3",
+            "--metrics",
+            &addr.to_string(),
+            "--node",
+            "node-under-test",
+        ]);
+        let cgroup = cg.path.to_string_lossy().into_owned();
+        workload(&["--cgroup", &cgroup, "--unshare", "--calls", "1000"]);
+        let labels = [("container_id", id.as_str()), ("node", "node-under-test")];
+        let (getppid, total) = until(Duration::from_secs(20), "getppid at /metrics", || {
+            let (status, text) = http_get(addr, "/metrics")?;
+            assert_eq!(status, 200);
+            let getppid = sample(
+                &text,
+                "observer_syscalls_total",
+                &[
+                    labels[0],
+                    labels[1],
+                    ("syscall", "getppid"),
+                    ("runtime", "docker"),
+                ],
+            )?;
+            let total = sample_sum(&text, "observer_syscalls_total", &labels);
+            // The same period: the metrics and the summaries written so far.
+            let stream = stream_counts(&obs.out, cg.id);
+            (getppid == 1000.0 && (getppid as u64, total as u64) == stream)
+                .then_some((getppid, total))
+        });
+        let (_, text) = http_get(addr, "/metrics").unwrap();
+        assert_eq!(
+            sample(
+                &text,
+                "observer_kernel_info",
+                &[("node", "node-under-test"), ("boot_id", &boot_id())]
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "observer_container_info", &labels),
+            Some(1.0),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE observer_events_lost_total counter"));
+        let rec = obs.stop();
+        assert_eq!(rec.summary_count(cg.id, "getppid"), 1000, "{mode}");
+        let stream_total: u64 = rec
+            .summary_entries(cg.id)
+            .iter()
+            .map(|e| e["total"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            (getppid as u64, total as u64),
+            (1000, stream_total),
+            "{mode}: metrics and stream agree"
+        );
+        eprintln!("{mode}: getppid 1000, container total {total} in both");
+    }
+}
+
+/// A Prometheus we start, stopped (and its data removed) on drop.
+pub struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl Prometheus {
+    /// Scrapes `targets` every second; returns once it is ready.
+    pub fn start(targets: &[SocketAddr]) -> Option<Self> {
+        let bin = std::env::var("OBSERVER_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
+        if Command::new(&bin).arg("--version").output().is_err() {
+            observer::privilege::skip_or_fail(
+                "no prometheus binary (apt-get install prometheus; `cargo xtask test` does)",
+            );
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("observer-prom-{}", fake_id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: observer\n    static_configs:\n      - targets: [{}]\n",
+                list.join(", ")
+            ),
+        )
+        .unwrap();
+        let addr = free_addr();
+        let child = Command::new(&bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus { child, dir, addr };
+        until(Duration::from_secs(60), "prometheus ready", || {
+            http_get(addr, "/-/ready").filter(|(s, _)| *s == 200)
+        });
+        Some(p)
+    }
+
+    /// An instant PromQL query: the result vector.
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        let q: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let (status, body) =
+            http_get(self.addr, &format!("/api/v1/query?query={q}")).expect("prometheus answers");
+        assert_eq!(status, 200, "{promql}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A real Prometheus scrapes the observer in the fleet setting (count mode)
+/// and a PromQL query returns the workload's exact count.
+#[test]
+fn prometheus_scrapes_exact_counts() {
+    if !privileged() {
+        return;
+    }
+    let id = fake_id();
+    let cg = TestCgroup::new(&format!("/docker/{id}"));
+    let addr = free_addr();
+    let obs = Observer::start(&[
+        "--mode",
+        "count",
+        "--interval",
+        "0.5",
+        "--metrics",
+        &addr.to_string(),
+    ]);
+    let Some(prom) = Prometheus::start(&[addr]) else {
+        return;
+    };
+    let cgroup = cg.path.to_string_lossy().into_owned();
+    workload(&["--cgroup", &cgroup, "--unshare", "--calls", "1000"]);
+    let promql =
+        format!("sum(observer_syscalls_total{{container_id=\"{id}\",syscall=\"getppid\"}})");
+    let value = until(Duration::from_secs(30), "the count in Prometheus", || {
+        let r = prom.query(&promql);
+        let v = r.first()?["value"][1].as_str()?.to_owned();
+        (v == "1000").then_some(v)
+    });
+    eprintln!("PromQL {promql} = {value}");
+    let kernels = prom.query("count by (boot_id, release) (observer_kernel_info)");
+    assert_eq!(kernels.len(), 1, "{kernels:?} {}", prom.stderr());
+    assert_eq!(kernels[0]["metric"]["boot_id"], boot_id());
+    let up = prom.query("up{job=\"observer\"}");
+    assert_eq!(up[0]["value"][1], "1");
+    let rec = obs.stop();
+    assert_eq!(rec.summary_count(cg.id, "getppid"), 1000);
+}
