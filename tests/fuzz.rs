@@ -543,7 +543,7 @@ proptest! {
         p.release_all();
         p.summary(&KernelCounters::default(), 1.0);
         p.final_loss(&KernelCounters::default());
-        let text = std::mem::take(&mut p.sink.buf);
+        let text = std::mem::take(&mut p.sink().buf);
         prop_assert_eq!(text.last(), Some(&b'\n'));
         let mut types = Vec::new();
         for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {

@@ -22,7 +22,7 @@ use crate::{
     kernel_info::boot_to_unix_offset_ns,
     loader::{self, Counters, LoadOptions, Loaded},
     output::{open_output, Sink},
-    pipeline::{boot_ns, KernelCounters, Pipeline},
+    pipeline::{boot_ns, KernelCounters, Pipeline, Taps},
 };
 
 /// How often records that were submitted without a wakeup are collected:
@@ -167,6 +167,16 @@ pub async fn run(args: WatchArgs) -> Result<()> {
 
 /// Like `run`, and also stops when `stop` completes (the demo drives it).
 pub async fn run_until(args: WatchArgs, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+    run_with_taps(args, stop, Taps::default()).await
+}
+
+/// Like `run_until`, publishing each summary and container lifecycle event
+/// to `taps` (subscribe before calling) for live views.
+pub async fn run_with_taps(
+    args: WatchArgs,
+    stop: impl std::future::Future<Output = ()>,
+    taps: Taps,
+) -> Result<()> {
     // Handlers first: from here on a signal is a clean stop, even one that
     // comes while the programs are still loading.
     let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
@@ -221,7 +231,8 @@ pub async fn run_until(args: WatchArgs, stop: impl std::future::Future<Output = 
 
     let mode = args.mode;
     let interval = Duration::from_secs_f64(args.interval);
-    let mut p = Pipeline::new(args.clone(), registry, sink, boot_to_unix_offset_ns());
+    let mut p =
+        Pipeline::new(args.clone(), registry, sink, boot_to_unix_offset_ns()).with_taps(taps);
     if let Some(v1) = v1 {
         p.use_v1_attribution(v1);
     }
@@ -231,11 +242,11 @@ pub async fn run_until(args: WatchArgs, stop: impl std::future::Future<Output = 
         let node = crate::metrics::node_name(
             args.node.as_deref(),
             std::env::var("NODE_NAME").ok(),
-            &p.kernel.hostname,
+            &p.render.kernel.hostname,
         );
         let m = crate::metrics::Metrics::new(
             node,
-            &p.kernel,
+            &p.render.kernel,
             args.metrics_syscalls,
             Duration::from_secs_f64(args.metrics_retention),
             std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -244,7 +255,7 @@ pub async fn run_until(args: WatchArgs, stop: impl std::future::Future<Output = 
         p.metrics = Some(m);
     }
     p.kernel_record();
-    p.sink.flush().ok();
+    p.sink().flush().ok();
 
     run_loop(loaded, p, &mut rep_rx, interval, mode, shutdown).await
 }
@@ -313,18 +324,18 @@ async fn run_loop(
             }
             _ = &mut shutdown => break,
         }
-        for (cg, drop) in p.new_verdicts.drain(..) {
+        for (cg, drop) in p.new_verdicts() {
             // A full filter map only costs work, never correctness.
             let _ = cgroup_filter.insert(cg, if drop { CGROUP_DROP } else { CGROUP_PASS }, 0);
         }
         // Writes also happen while records are read: the sink remembers a
         // closed reader or an error, whichever write met it.
-        let _ = p.sink.flush();
-        if p.sink.closed {
+        let _ = p.sink().flush();
+        if p.sink().closed {
             // The reader went away (`observer | head`): stop quietly.
             return Ok(());
         }
-        if let Some(e) = p.sink.error.take() {
+        if let Some(e) = p.sink().error.take() {
             anyhow::bail!("write output: {e}");
         }
     }
@@ -346,7 +357,7 @@ async fn run_loop(
     let k = snapshot(&maps, mode);
     p.summary(&k, interval.as_secs_f64());
     p.final_loss(&k);
-    let _ = p.sink.flush();
+    let _ = p.sink().flush();
     drop(ring);
     drop(ebpf);
     Ok(())

@@ -3,10 +3,14 @@
 //!
 //! Stages, in the order data flows:
 //! `loader` (programs in, offsets from `btf`) -> `daemon` (ring buffer reader)
-//! -> `decode` -> `pipeline` (attribution with `container`, grouping with
-//! `aggregate`) -> `output` and `metrics`.
+//! -> `pipeline`, which composes: `decode` -> `attribute` (cgroup ->
+//! container with `container`, lifecycle) -> `account` (received, lost,
+//! per-interval groups with `aggregate`) -> `summary` (the interval as data)
+//! -> `render` (lines and table into `output`), and `metrics`.
 
+pub mod account;
 pub mod aggregate;
+pub mod attribute;
 pub mod btf;
 pub mod cli;
 pub mod container;
@@ -19,4 +23,6 @@ pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod privilege;
+pub mod render;
+pub mod summary;
 pub mod syscalls;

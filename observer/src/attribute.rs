@@ -1,0 +1,452 @@
+//! Attribution: which container each decoded event belongs to. Learns
+//! cgroups as they are made and removed, holds a container's events while
+//! its name is looked up, decides which cgroups are shown (and tells the
+//! kernel's filter about the others), and turns the first event and the last
+//! cgroup removal of a container into its start and exit.
+//!
+//! In: decoded events, name replies, housekeeping ticks. Out: `Attributed`
+//! items, in order, for accounting and rendering.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::{
+    cli::WatchArgs,
+    container::{docker::NameReply, v1::V1Attribution, Container, Registry},
+    decode::{cstr, Event},
+};
+
+/// Events held per cgroup while its name is looked up, at most.
+pub const MAX_HELD: usize = 16_384;
+
+/// A container's start (its first event seen) or exit (its last cgroup
+/// removed): the `container` records, and what live views follow.
+#[derive(Clone, Debug)]
+pub enum Lifecycle {
+    Start {
+        /// Boot-time ns of the first event.
+        ts: u64,
+        container: Arc<Container>,
+        /// The rendered `container` object.
+        json: Arc<str>,
+        cgroup_id: u64,
+    },
+    Exit {
+        /// Boot-time ns of the removal.
+        ts: u64,
+        container: Arc<Container>,
+        /// The `container` object as rendered at the start (`container`
+        /// is as known at the exit).
+        json: Arc<str>,
+        cgroup_id: u64,
+        lifetime_ns: u64,
+    },
+}
+
+/// What attribution hands on.
+#[derive(Debug)]
+pub enum Attributed {
+    /// A shown task event and its container (`None`: the host).
+    Task {
+        ev: Event,
+        container: Option<Arc<Container>>,
+        /// The rendered `container` value (`null` for the host).
+        json: Arc<str>,
+    },
+    Lifecycle(Lifecycle),
+}
+
+struct Started {
+    container: Arc<Container>,
+    json: Arc<str>,
+    first_ts: u64,
+    cgroups: HashSet<u64>,
+}
+
+pub struct Attributor {
+    pub registry: Registry,
+    host: bool,
+    containers: Vec<String>,
+    held: FxHashMap<u64, Vec<Event>>,
+    started: HashMap<String, Started>,
+    /// Cgroups already part of a started container: the per-event check.
+    started_cgroups: FxHashSet<u64>,
+    /// Verdicts to write into the kernel's cgroup filter (drained by the
+    /// daemon): (cgroup, drop). Each cgroup gets one, once it is known.
+    pub new_verdicts: Vec<(u64, bool)>,
+    judged: FxHashSet<u64>,
+    warned_names: bool,
+    /// cgroup-v1-only hosts: attribution from /proc/PID/cgroup.
+    v1: Option<V1Attribution>,
+}
+
+impl Attributor {
+    pub fn new(args: &WatchArgs, registry: Registry) -> Self {
+        Attributor {
+            registry,
+            host: args.host,
+            containers: args.containers.clone(),
+            held: FxHashMap::default(),
+            started: HashMap::new(),
+            started_cgroups: FxHashSet::default(),
+            new_verdicts: Vec::new(),
+            judged: FxHashSet::default(),
+            warned_names: false,
+            v1: None,
+        }
+    }
+
+    /// Attributes tasks by their v1 cgroup (a host without cgroup2).
+    pub fn use_v1(&mut self, v1: V1Attribution) {
+        self.v1 = Some(v1);
+    }
+
+    /// The cgroup hierarchy whose IDs name cgroups here: 0, the unified one,
+    /// or the v1 hierarchy read on a host without cgroup2.
+    fn hierarchy(&self) -> u32 {
+        self.v1.as_ref().map_or(0, |v1| v1.hierarchy_id())
+    }
+
+    pub fn event(&mut self, mut ev: Event, out: &mut Vec<Attributed>) {
+        let exit = matches!(ev, Event::Exit(_));
+        if let (Some(v1), Some(h)) = (self.v1.as_mut(), ev.header_mut()) {
+            if let Some((id, path)) = v1.resolve(h.pid) {
+                h.cgroup_id = id;
+                self.registry.learn_if_new(id, &path);
+            }
+            if exit {
+                v1.forget(h.pid);
+            }
+        }
+        match ev {
+            Event::CgroupMkdir(r) => {
+                if r.hierarchy_id == self.hierarchy() {
+                    let path = String::from_utf8_lossy(cstr(&r.path)).into_owned();
+                    self.registry.learn(r.cgroup_id, &path);
+                }
+            }
+            Event::CgroupRmdir(ref r) => {
+                if r.hierarchy_id != self.hierarchy() {
+                    return;
+                }
+                if let Some(q) = self.held.get_mut(&r.cgroup_id) {
+                    q.push(ev);
+                } else {
+                    self.cgroup_removed(r.cgroup_id, r.ts, out);
+                }
+            }
+            _ => {
+                let Some(cg) = ev.header().map(|h| h.cgroup_id) else {
+                    return;
+                };
+                if let Some(q) = self.held.get_mut(&cg) {
+                    q.push(ev);
+                    if q.len() >= MAX_HELD {
+                        // A flood while the name is on its way: out without it.
+                        self.release(cg, out);
+                    }
+                } else if self.registry.awaiting_name(cg) {
+                    self.held.insert(cg, vec![ev]);
+                } else {
+                    self.task_event(ev, out);
+                }
+            }
+        }
+    }
+
+    /// Tells the kernel, once, what to do with a cgroup whose fate is known.
+    fn judge(&mut self, cg: u64, drop: bool) {
+        // With v1 attribution the IDs here are v1 directory inodes, which
+        // mean nothing to the kernel's (cgroup v2) filter.
+        if self.v1.is_some() {
+            return;
+        }
+        if self.registry.peek(cg).is_some() && self.judged.insert(cg) {
+            self.new_verdicts.push((cg, drop));
+        }
+    }
+
+    /// Whether a cgroup's activity is shown, with its container and the
+    /// rendered container value; marks it for the kernel's drop filter when
+    /// it never will be.
+    pub fn wanted(&mut self, cg: u64) -> Option<(Option<Arc<Container>>, Arc<str>)> {
+        let state = self.registry.get(cg);
+        let (container, json) = (state.container.clone(), state.json.clone());
+        let pending_name = state.name_pending.is_some();
+        match &container {
+            None if !self.host => {
+                self.judge(cg, true);
+                None
+            }
+            Some(c)
+                if !self.containers.is_empty() && !self.containers.iter().any(|s| c.matches(s)) =>
+            {
+                if !pending_name {
+                    self.judge(cg, true);
+                }
+                None
+            }
+            _ => {
+                // Selected for good once its name is known (a --container
+                // selector may match the name).
+                if !pending_name {
+                    self.judge(cg, false);
+                }
+                Some((container, json))
+            }
+        }
+    }
+
+    /// Whether a cgroup belongs to a container that has started and not
+    /// exited.
+    pub fn is_started(&self, cg: u64) -> bool {
+        self.started.values().any(|s| s.cgroups.contains(&cg))
+    }
+
+    fn task_event(&mut self, ev: Event, out: &mut Vec<Attributed>) {
+        let Some(h) = ev.header() else { return };
+        let (cg, ts) = (h.cgroup_id, h.ts);
+        let Some((container, json)) = self.wanted(cg) else {
+            return;
+        };
+        if let Some(c) = &container {
+            self.container_seen(c, &json, cg, ts, out);
+        }
+        out.push(Attributed::Task {
+            ev,
+            container,
+            json,
+        });
+    }
+
+    fn container_seen(
+        &mut self,
+        c: &Arc<Container>,
+        json: &Arc<str>,
+        cg: u64,
+        ts: u64,
+        out: &mut Vec<Attributed>,
+    ) {
+        if !self.started_cgroups.insert(cg) {
+            return;
+        }
+        // Pod-level Kubernetes cgroups have no container ID: key on the pod.
+        let key = if c.id.is_empty() {
+            format!("pod:{}", c.pod_uid.as_deref().unwrap_or_default())
+        } else {
+            c.id.clone()
+        };
+        if let Some(s) = self.started.get_mut(&key) {
+            s.cgroups.insert(cg);
+            return;
+        }
+        self.started.insert(
+            key,
+            Started {
+                container: c.clone(),
+                json: json.clone(),
+                first_ts: ts,
+                cgroups: HashSet::from([cg]),
+            },
+        );
+        out.push(Attributed::Lifecycle(Lifecycle::Start {
+            ts,
+            container: c.clone(),
+            json: json.clone(),
+            cgroup_id: cg,
+        }));
+    }
+
+    fn cgroup_removed(&mut self, cg: u64, ts: u64, out: &mut Vec<Attributed>) {
+        let current = self.registry.removed(cg).and_then(|s| s.container.clone());
+        if !self.started_cgroups.remove(&cg) {
+            return;
+        }
+        let Some(id) = self
+            .started
+            .iter()
+            .find(|(_, s)| s.cgroups.contains(&cg))
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        let s = self.started.get_mut(&id).expect("found above");
+        s.cgroups.remove(&cg);
+        if !s.cgroups.is_empty() {
+            return;
+        }
+        let s = self.started.remove(&id).expect("found above");
+        out.push(Attributed::Lifecycle(Lifecycle::Exit {
+            ts,
+            // As it is known now (its name may have come after the start).
+            container: current.unwrap_or(s.container),
+            json: s.json,
+            cgroup_id: cg,
+            lifetime_ns: ts.saturating_sub(s.first_ts),
+        }));
+    }
+
+    /// Releases a cgroup's held events (its name is known, or the wait is
+    /// over).
+    fn release(&mut self, cg: u64, out: &mut Vec<Attributed>) {
+        let Some(q) = self.held.remove(&cg) else {
+            return;
+        };
+        for ev in q {
+            match ev {
+                Event::CgroupRmdir(r) => self.cgroup_removed(r.cgroup_id, r.ts, out),
+                other => self.task_event(other, out),
+            }
+        }
+    }
+
+    /// A container name lookup answered.
+    pub fn name_reply(&mut self, reply: NameReply, out: &mut Vec<Attributed>) {
+        if reply.name.is_none() && !self.warned_names {
+            if let Some(p) = &reply.problem {
+                self.warned_names = true;
+                eprintln!("warning: container names unavailable ({p}); events keep flowing with container IDs, lookups retry later");
+            }
+        }
+        for cg in self.registry.apply_name(&reply) {
+            self.release(cg, out);
+        }
+    }
+
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// At exit: everything still waiting for a name goes out as it is.
+    pub fn release_all(&mut self, out: &mut Vec<Attributed>) {
+        for cg in self.held.keys().copied().collect::<Vec<_>>() {
+            self.release(cg, out);
+        }
+    }
+
+    /// Held events whose wait ended without a release (before a summary).
+    pub fn release_unawaited(&mut self, out: &mut Vec<Attributed>) {
+        for cg in self.held.keys().copied().collect::<Vec<_>>() {
+            if !self.registry.awaiting_name(cg) {
+                self.release(cg, out);
+            }
+        }
+    }
+
+    /// Periodic housekeeping: waits that are over, cgroups long gone.
+    /// Returns the cgroups forgotten, whose state elsewhere can go too.
+    pub fn housekeeping(&mut self, out: &mut Vec<Attributed>) -> Vec<u64> {
+        for cg in self.registry.expired_waits() {
+            self.release(cg, out);
+        }
+        self.registry.retry_names();
+        let removed = self.registry.evict();
+        for cg in &removed {
+            self.judged.remove(cg);
+        }
+        removed
+    }
+
+    #[cfg(test)]
+    pub fn held(&self, cg: u64) -> usize {
+        self.held.get(&cg).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use observer_common::{
+        CgroupRecord, SyscallRecord, CGROUP_PATH_LEN, KIND_CGROUP_RMDIR, KIND_SYSCALL,
+    };
+
+    use super::*;
+    use crate::cli::Cli;
+
+    const ID: &str = "3f4e8c2a1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
+
+    fn syscall(cg: u64, ts: u64) -> Event {
+        let mut r = SyscallRecord::default();
+        r.header.kind = KIND_SYSCALL;
+        r.header.cgroup_id = cg;
+        r.header.ts = ts;
+        Event::Syscall(r)
+    }
+
+    /// A container starts with its first event, before that event, and
+    /// exits when its cgroup goes; the host's events are not shown by
+    /// default and the kernel is told to drop them.
+    #[test]
+    fn starts_and_exits_containers_and_judges_the_rest() {
+        let args = Cli::parse_from(["observer"]).watch;
+        let mut registry = Registry::new(None);
+        registry.learn(42, &format!("/docker/{ID}"));
+        registry.learn(7, "/user.slice");
+        let mut a = Attributor::new(&args, registry);
+        let mut out = Vec::new();
+        a.event(syscall(42, 100), &mut out);
+        a.event(syscall(42, 150), &mut out);
+        a.event(syscall(7, 160), &mut out);
+        let rmdir = CgroupRecord {
+            kind: KIND_CGROUP_RMDIR,
+            hierarchy_id: 0,
+            ts: 1100,
+            cgroup_id: 42,
+            level: 2,
+            _pad: 0,
+            path: [0; CGROUP_PATH_LEN],
+        };
+        a.event(Event::CgroupRmdir(Box::new(rmdir)), &mut out);
+        assert_eq!(out.len(), 4, "start, two events, exit: {out:?}");
+        assert!(matches!(
+            &out[0],
+            Attributed::Lifecycle(Lifecycle::Start {
+                ts: 100,
+                cgroup_id: 42,
+                ..
+            })
+        ));
+        assert!(matches!(
+            &out[1],
+            Attributed::Task {
+                container: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &out[3],
+            Attributed::Lifecycle(Lifecycle::Exit {
+                lifetime_ns: 1000,
+                ..
+            })
+        ));
+        assert_eq!(a.new_verdicts, vec![(42, false), (7, true)]);
+    }
+
+    /// A container whose name never comes while it floods: its events wait
+    /// for the name only up to a bound, then go out without it.
+    #[test]
+    fn held_events_are_bounded() {
+        let args = Cli::parse_from(["observer"]).watch;
+        let mut registry = Registry::new(None);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        registry.set_resolver(tx);
+        registry.learn(42, &format!("/docker/{ID}"));
+        assert!(registry.awaiting_name(42));
+        let mut a = Attributor::new(&args, registry);
+        let mut out = Vec::new();
+        for _ in 0..MAX_HELD + 10 {
+            a.event(syscall(42, 1), &mut out);
+        }
+        assert!(a.held(42) < MAX_HELD, "released at the bound");
+        let tasks = out
+            .iter()
+            .filter(|x| matches!(x, Attributed::Task { .. }))
+            .count();
+        assert_eq!(tasks, MAX_HELD, "and handed on, without the name");
+    }
+}

@@ -1,0 +1,274 @@
+//! Rendering: attributed events, container lifecycle and summaries become
+//! JSON lines (or the table) in the sink's buffer. Holds no attribution or
+//! accounting state, only what makes lines cheap: each cgroup's line tail,
+//! rendered once.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use observer_common::Header;
+use rustc_hash::FxHashMap;
+
+use crate::{
+    aggregate::{named_counts, Loss},
+    attribute::Lifecycle,
+    cli::{Format, Mode, WatchArgs},
+    decode::Event,
+    kernel_info::{HostNamespaces, KernelInfo},
+    output::{
+        json::{self, Obj},
+        table, Sink, SCHEMA_VERSION,
+    },
+    summary::Summary,
+};
+
+/// The rendered end of a cgroup's event lines, with what it was rendered
+/// from: the (pidns, mntns, utsns, netns) of the tasks and the container.
+type Tail = ((u32, u32, u32, u32), Arc<str>, String);
+
+pub struct Render {
+    pub sink: Sink,
+    pub kernel: KernelInfo,
+    pub host_ns: HostNamespaces,
+    /// Boot time -> Unix time, in ns.
+    pub clock: i64,
+    format: Format,
+    mode: Mode,
+    summary_only: bool,
+    ncpus: usize,
+    /// Per cgroup: the rendered end of its event lines, for the namespaces
+    /// and container object it was rendered with.
+    tails: FxHashMap<u64, Tail>,
+}
+
+impl Render {
+    pub fn new(args: &WatchArgs, sink: Sink, clock: i64) -> Self {
+        Render {
+            sink,
+            kernel: KernelInfo::read(),
+            host_ns: HostNamespaces::read(),
+            clock,
+            format: args.format,
+            mode: args.mode,
+            summary_only: args.summary_only,
+            ncpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            tails: FxHashMap::default(),
+        }
+    }
+
+    fn json_out(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// The first record: the kernel every container shares.
+    pub fn kernel_record(&mut self) {
+        if !self.json_out() {
+            return;
+        }
+        let k = &self.kernel;
+        let mut o = Obj::new(&mut self.sink.buf);
+        o.str("type", "kernel")
+            .u64("schema", SCHEMA_VERSION.into())
+            .str("release", &k.release)
+            .str("version", &k.version)
+            .str("machine", &k.machine)
+            .str("boot_id", &k.boot_id)
+            .str("hostname", &k.hostname)
+            .value("host_namespaces", &self.host_ns)
+            .str(
+                "mode",
+                match self.mode {
+                    Mode::Stream => "stream",
+                    Mode::Count => "count",
+                },
+            )
+            .u64("observer_pid", std::process::id().into())
+            .str("observer_version", env!("CARGO_PKG_VERSION"));
+        o.end();
+    }
+
+    /// One task event's line.
+    pub fn task(&mut self, ev: &Event, container_json: &Arc<str>) {
+        if !self.json_out() || self.summary_only {
+            return;
+        }
+        let Some(h) = ev.header() else { return };
+        let tail = tail(&mut self.tails, h, container_json);
+        json::event(&mut self.sink.buf, ev, tail, self.clock);
+    }
+
+    /// A container's `start` or `exit` record.
+    pub fn lifecycle(&mut self, l: &Lifecycle) {
+        if !self.json_out() {
+            return;
+        }
+        let mut o = Obj::new(&mut self.sink.buf);
+        match l {
+            Lifecycle::Start {
+                ts,
+                json,
+                cgroup_id,
+                ..
+            } => {
+                o.str("type", "container")
+                    .str("event", "start")
+                    .i64("ts", self.clock.saturating_add_unsigned(*ts))
+                    .raw("container", json)
+                    .u64("cgroup_id", *cgroup_id);
+            }
+            Lifecycle::Exit {
+                ts,
+                json,
+                cgroup_id,
+                lifetime_ns,
+                ..
+            } => {
+                let lifetime_ms = *lifetime_ns as f64 / 1e6;
+                o.str("type", "container")
+                    .str("event", "exit")
+                    .i64("ts", self.clock.saturating_add_unsigned(*ts))
+                    .raw("container", json)
+                    .u64("cgroup_id", *cgroup_id)
+                    .f64("lifetime_ms", (lifetime_ms * 1000.0).round() / 1000.0);
+            }
+        }
+        o.end();
+    }
+
+    /// Forgets a removed cgroup.
+    pub fn forget(&mut self, cg: u64) {
+        self.tails.remove(&cg);
+    }
+
+    /// The interval's summary, and a loss record when something was lost.
+    pub fn summary(&mut self, s: &Summary) {
+        match self.format {
+            Format::Json => self.summary_json(s),
+            Format::Table => self.summary_table(s),
+        }
+        if self.json_out() && s.loss.lost > 0 {
+            self.loss(&s.loss, s.decode_errors);
+        }
+    }
+
+    /// `{"type":"loss", …}`: also written once at exit as the final account.
+    pub fn loss(&mut self, loss: &Loss, decode_errors: u64) {
+        if !self.json_out() {
+            return;
+        }
+        let mut o = Obj::new(&mut self.sink.buf);
+        o.str("type", "loss")
+            .u64("lost", loss.lost)
+            .u64("lost_total", loss.lost_total)
+            .u64("emitted_total", loss.emitted_total)
+            .u64("received_total", loss.received_total)
+            .u64("dropped_by_daemon", loss.dropped_by_daemon)
+            .value("by_cpu", &loss.by_cpu)
+            .value("by_cgroup", &loss.by_cgroup)
+            .u64("decode_errors", decode_errors);
+        o.end();
+    }
+
+    fn summary_json(&mut self, s: &Summary) {
+        let mut list = Vec::new();
+        for e in &s.entries {
+            let g = &e.group;
+            let syscalls: serde_json::Map<String, serde_json::Value> = named_counts(g)
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect();
+            let cpu_ns: BTreeMap<String, u64> =
+                e.cpu.iter().map(|(c, ns)| (c.to_string(), *ns)).collect();
+            let v = serde_json::json!({
+                "container": serde_json::from_str::<serde_json::Value>(&e.json).unwrap_or(serde_json::Value::Null),
+                "cgroup_id": e.cgroup_id,
+                "pidns": g.pidns,
+                "pidns_seen": g.pidns_seen,
+                "mntns": g.mntns,
+                "utsns": g.utsns,
+                "netns": g.netns,
+                "syscalls": syscalls,
+                "total": g.total,
+                "processes": g.pids.len(),
+                "pids": g.pids,
+                "forks": g.forks,
+                "execs": g.execs,
+                "exits": g.exits,
+                "cpu_ns": cpu_ns,
+                "cpu_ns_total": e.cpu.values().sum::<u64>(),
+                "first_seen": (g.first_seen > 0).then(|| self.clock.saturating_add_unsigned(g.first_seen)),
+                "last_seen": (g.last_seen > 0).then(|| self.clock.saturating_add_unsigned(g.last_seen)),
+            });
+            list.push(v);
+        }
+        let k = &self.kernel;
+        let kernel =
+            serde_json::json!({"release": k.release, "version": k.version, "boot_id": k.boot_id});
+        let mut o = Obj::new(&mut self.sink.buf);
+        o.str("type", "summary")
+            .i64("ts", s.ts)
+            .f64("interval_s", s.interval_s)
+            .value("kernel", &kernel)
+            .value("containers", &list)
+            .value("loss", &s.loss);
+        o.end();
+    }
+
+    fn summary_table(&mut self, s: &Summary) {
+        let capacity = s.interval_s * 1e9 * self.ncpus as f64;
+        let rows: Vec<table::Row> = s
+            .entries
+            .iter()
+            .map(|e| {
+                let (g, c) = (&e.group, &e.container);
+                table::Row {
+                    name: c
+                        .as_ref()
+                        .map(|c| {
+                            c.name
+                                .clone()
+                                .unwrap_or_else(|| c.id.chars().take(12).collect())
+                        })
+                        .unwrap_or_else(|| "(host)".into()),
+                    runtime: c
+                        .as_ref()
+                        .map(|c| c.runtime.to_owned())
+                        .unwrap_or_else(|| "-".into()),
+                    pidns: g.pidns.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    processes: g.pids.len(),
+                    syscalls_per_sec: g.total as f64 / s.interval_s,
+                    top: named_counts(g)
+                        .into_iter()
+                        .take(3)
+                        .map(|(n, c)| format!("{n}:{c}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    cpu_share: e.cpu.values().sum::<u64>() as f64 / capacity,
+                }
+            })
+            .collect();
+        let screen = table::render(
+            &rows,
+            &self.kernel.release,
+            &self.kernel.boot_id,
+            s.interval_s,
+            s.loss.lost,
+        );
+        self.sink.buf.extend_from_slice(screen.as_bytes());
+    }
+}
+
+/// A cgroup's line tail, rendered again only when its namespaces or its
+/// container changed.
+fn tail<'a>(tails: &'a mut FxHashMap<u64, Tail>, h: &Header, container_json: &Arc<str>) -> &'a str {
+    let key = (h.pidns, h.mntns, h.utsns, h.netns);
+    let cached = tails
+        .get(&h.cgroup_id)
+        .filter(|t| t.0 == key && Arc::ptr_eq(&t.1, container_json));
+    if cached.is_none() {
+        let tail = json::tail(h, container_json);
+        tails.insert(h.cgroup_id, (key, container_json.clone(), tail));
+    }
+    &tails[&h.cgroup_id].2
+}
