@@ -112,6 +112,10 @@ pub struct WatchArgs {
     /// Seconds a gone container's series stay in the metrics.
     #[arg(long, default_value_t = 300.0, value_parser = positive_secs)]
     pub metrics_retention: f64,
+    /// containerd API socket, for container names and Kubernetes pods
+    /// (labels set by the kubelet's CRI).
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    pub containerd_socket: PathBuf,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {

@@ -207,6 +207,7 @@ pub async fn run_with_taps(
     let sockets = docker::EngineSockets {
         docker: args.docker_socket.clone(),
         podman: args.podman_socket.clone(),
+        containerd: args.containerd_socket.clone(),
         ..Default::default()
     };
     tokio::spawn(docker::resolver(sockets, req_rx, rep_tx));

@@ -1,6 +1,8 @@
-//! Container names and images from the engines' APIs (Docker, and Podman's
-//! Docker-compatible socket), with Docker's on-disk config as the fallback.
-//! Runs beside the event path: requests in, replies out, never blocking it.
+//! Container names and images from the engines' APIs (Docker, Podman's
+//! Docker-compatible socket, containerd's gRPC socket), with the runtimes'
+//! own state on disk as the fallback (Docker's and Podman's container
+//! configs, LXC's). Runs beside the event path: requests in, replies out,
+//! never blocking it.
 
 use std::{
     collections::HashMap,
@@ -14,12 +16,27 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::parse::Runtime;
+use super::{containerd, disk, parse::Runtime, Kubernetes};
 
 #[derive(Clone, Debug)]
 pub struct NameRequest {
     pub runtime: Runtime,
     pub id: String,
+    /// For Kubernetes: the engine underneath, when the cgroup path says.
+    pub engine: Option<Runtime>,
+    /// For containerd: the namespace the container lives in.
+    pub namespace: Option<String>,
+}
+
+impl NameRequest {
+    pub fn new(runtime: Runtime, id: &str) -> Self {
+        NameRequest {
+            runtime,
+            id: id.to_owned(),
+            engine: None,
+            namespace: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,6 +44,7 @@ pub struct NameReply {
     pub id: String,
     pub name: Option<String>,
     pub image: Option<String>,
+    pub kubernetes: Option<Kubernetes>,
     /// Why there is no name, when there is none (one warning per cause).
     pub problem: Option<String>,
 }
@@ -35,8 +53,13 @@ pub struct NameReply {
 pub struct EngineSockets {
     pub docker: PathBuf,
     pub podman: PathBuf,
+    pub containerd: PathBuf,
     /// Where Docker keeps `containers/<id>/config.v2.json`.
     pub docker_root: PathBuf,
+    /// Podman's container store (containers/storage's graph root).
+    pub podman_root: PathBuf,
+    /// LXC's container directory (`lxc.lxcpath`).
+    pub lxc_path: PathBuf,
     pub timeout: Duration,
 }
 
@@ -45,7 +68,10 @@ impl Default for EngineSockets {
         EngineSockets {
             docker: "/var/run/docker.sock".into(),
             podman: "/run/podman/podman.sock".into(),
+            containerd: "/run/containerd/containerd.sock".into(),
             docker_root: "/var/lib/docker".into(),
+            podman_root: "/var/lib/containers/storage".into(),
+            lxc_path: "/var/lib/lxc".into(),
             timeout: Duration::from_secs(2),
         }
     }
@@ -166,7 +192,92 @@ async fn follow_events(path: PathBuf, timeout: Duration, announced: Announced) {
     }
 }
 
+/// Asks whoever can name this runtime's containers.
 async fn lookup(
+    sockets: &EngineSockets,
+    clients: &mut Clients,
+    announced: &Announced,
+    req: &NameRequest,
+) -> NameReply {
+    match (req.runtime, req.engine) {
+        (Runtime::Lxc, _) => NameReply {
+            id: req.id.clone(),
+            name: Some(req.id.clone()),
+            image: disk::lxc_image(&sockets.lxc_path, &req.id).await,
+            ..Default::default()
+        },
+        (Runtime::Containerd, _) => {
+            let ns = req.namespace.as_deref().unwrap_or("default");
+            containerd_lookup(sockets, clients, ns, &req.id).await
+        }
+        (Runtime::Kubernetes, Some(Runtime::Crio)) => NameReply {
+            id: req.id.clone(),
+            problem: Some("CRI-O containers are not named (no CRI-O client)".into()),
+            ..Default::default()
+        },
+        (Runtime::Kubernetes, Some(Runtime::Docker)) => {
+            engine_lookup(sockets, clients, announced, req).await
+        }
+        (Runtime::Kubernetes, _) => {
+            // The kubelet's containerd keeps its containers in "k8s.io"; a
+            // bare ID under a pod may also be dockershim's.
+            let reply =
+                containerd_lookup(sockets, clients, containerd::CRI_NAMESPACE, &req.id).await;
+            if reply.name.is_some() || req.engine.is_some() {
+                return reply;
+            }
+            let docker = engine_lookup(sockets, clients, announced, req).await;
+            if docker.name.is_some() {
+                docker
+            } else {
+                reply
+            }
+        }
+        _ => engine_lookup(sockets, clients, announced, req).await,
+    }
+}
+
+async fn containerd_lookup(
+    sockets: &EngineSockets,
+    clients: &mut Clients,
+    namespace: &str,
+    id: &str,
+) -> NameReply {
+    let mut reply = NameReply {
+        id: id.to_owned(),
+        ..Default::default()
+    };
+    if clients.containerd.is_none() {
+        match containerd::connect(&sockets.containerd, sockets.timeout).await {
+            Ok(ch) => clients.containerd = Some(ch),
+            Err(e) => {
+                reply.problem = Some(e);
+                return reply;
+            }
+        }
+    }
+    let Some(ch) = clients.containerd.as_ref() else {
+        return reply;
+    };
+    match containerd::get(ch, namespace, id, sockets.timeout).await {
+        Ok(n) => {
+            reply.name = n.name;
+            reply.image = n.image;
+            reply.kubernetes = n.kubernetes;
+        }
+        Err(e) => {
+            // A hung or restarted containerd: dial again next time.
+            if e.contains("timed out") || e.contains("not ready") {
+                clients.containerd = None;
+            }
+            reply.problem = Some(e);
+        }
+    }
+    reply
+}
+
+/// Docker's API (or Podman's Docker-compatible one), then their state on disk.
+async fn engine_lookup(
     sockets: &EngineSockets,
     clients: &mut Clients,
     announced: &Announced,
@@ -209,6 +320,13 @@ async fn lookup(
             }
         }
     }
+    if req.runtime == Runtime::Podman {
+        if let Some((name, image)) = disk::podman_names(&sockets.podman_root, &req.id).await {
+            reply.name = name;
+            reply.image = image;
+            reply.problem = None;
+        }
+    }
     if req.runtime == Runtime::Docker {
         let file = sockets
             .docker_root
@@ -229,6 +347,7 @@ async fn lookup(
 struct Clients {
     docker: Option<Docker>,
     podman: Option<Docker>,
+    containerd: Option<tonic::transport::Channel>,
 }
 
 /// Serves name requests until the request channel closes.
@@ -276,15 +395,13 @@ mod tests {
             podman: "/nonexistent/podman.sock".into(),
             docker_root: "/nonexistent".into(),
             timeout: Duration::from_millis(200),
+            ..Default::default()
         };
         let (req_tx, req_rx) = mpsc::unbounded_channel();
         let (rep_tx, mut rep_rx) = mpsc::unbounded_channel();
         tokio::spawn(resolver(sockets, req_rx, rep_tx));
         req_tx
-            .send(NameRequest {
-                runtime: Runtime::Docker,
-                id: "ab".repeat(32),
-            })
+            .send(NameRequest::new(Runtime::Docker, &"ab".repeat(32)))
             .unwrap();
         let reply = rep_rx.recv().await.unwrap();
         assert_eq!(reply.name, None);
@@ -310,6 +427,7 @@ mod tests {
             podman: "/nonexistent".into(),
             docker_root: "/nonexistent".into(),
             timeout: Duration::from_millis(300),
+            ..Default::default()
         };
         let mut clients = Clients::default();
         let start = std::time::Instant::now();
@@ -317,10 +435,7 @@ mod tests {
             &sockets,
             &mut clients,
             &Announced::default(),
-            &NameRequest {
-                runtime: Runtime::Docker,
-                id: "cd".repeat(32),
-            },
+            &NameRequest::new(Runtime::Docker, &"cd".repeat(32)),
         )
         .await;
         assert!(

@@ -2,6 +2,8 @@
 //! cgroup is made, or from the cgroup2 tree for ones made earlier), which
 //! runtime's container that cgroup belongs to, and its name and image.
 
+pub mod containerd;
+pub mod disk;
 pub mod docker;
 pub mod parse;
 pub mod v1;
@@ -18,7 +20,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use self::docker::{NameReply, NameRequest};
-pub use self::parse::{parse_cgroup_path, ContainerRef, Runtime};
+pub use self::parse::{containerd_namespace, parse_cgroup_path, ContainerRef, Runtime};
 
 /// How long a removed cgroup's record is kept, for late events and the
 /// final summary.
@@ -40,6 +42,18 @@ pub struct Container {
     pub cgroup: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
+    /// Kubernetes containers: their pod, its namespace, the container's
+    /// name in the pod (from the CRI's `io.kubernetes.*` labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<Kubernetes>,
+}
+
+/// Where a Kubernetes container sits: `kubectl -n NAMESPACE get pod POD`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Kubernetes {
+    pub pod: String,
+    pub namespace: Option<String>,
+    pub container: Option<String>,
 }
 
 impl Container {
@@ -53,6 +67,7 @@ impl Container {
             image: None,
             cgroup: cgroup.to_owned(),
             pod_uid: r.pod_uid.clone(),
+            kubernetes: None,
         }
     }
 
@@ -100,11 +115,17 @@ impl CgroupState {
         };
     }
 
+    /// Whether someone can tell more about this container than its cgroup
+    /// path did: a name for the engines' containers, an image (template) for
+    /// LXC's. nspawn machines are known by their path alone.
     fn wants_name(&self) -> bool {
         self.container.as_ref().is_some_and(|c| {
-            c.name.is_none()
-                && matches!(c.runtime, "docker" | "podman" | "kubernetes")
-                && !c.id.is_empty()
+            !c.id.is_empty()
+                && match c.runtime {
+                    "docker" | "podman" | "kubernetes" | "containerd" => c.name.is_none(),
+                    "lxc" => c.image.is_none(),
+                    _ => false,
+                }
         })
     }
 }
@@ -193,7 +214,7 @@ impl Registry {
         let wanted: Vec<u64> = self
             .cgroups
             .iter()
-            .filter(|(_, s)| s.wants_name() && s.name_pending.is_none())
+            .filter(|(_, s)| s.wants_name() && s.name_pending.is_none() && s.name_failed.is_none())
             .map(|(id, _)| *id)
             .collect();
         for id in wanted {
@@ -228,19 +249,18 @@ impl Registry {
         if !s.wants_name() {
             return;
         }
-        let Some(c) = &s.container else { return };
-        let runtime = match c.runtime {
-            "podman" => Runtime::Podman,
-            _ => Runtime::Docker,
+        // Off the per-event path: once per cgroup and retry.
+        let Some(r) = parse_cgroup_path(&s.path) else {
+            return;
+        };
+        let req = NameRequest {
+            namespace: containerd_namespace(&s.path, &r),
+            runtime: r.runtime,
+            id: r.id,
+            engine: r.engine,
         };
         if let Some(tx) = &self.requests {
-            if tx
-                .send(NameRequest {
-                    runtime,
-                    id: c.id.clone(),
-                })
-                .is_ok()
-            {
+            if tx.send(req).is_ok() {
                 s.name_pending = Some(Instant::now());
             }
         }
@@ -295,9 +315,12 @@ impl Registry {
                 let mut c = (**c).clone();
                 c.name = reply.name.clone();
                 c.image = reply.image.clone();
+                c.kubernetes = reply.kubernetes.clone();
                 s.container = Some(Arc::new(c));
                 s.render();
-            } else {
+            }
+            if s.wants_name() {
+                // No (or not all of it): retry_names asks again later.
                 s.name_failed = Some(Instant::now());
             }
             done.push(*id);
@@ -386,7 +409,7 @@ mod tests {
             id: DOCKER_ID.into(),
             name: Some("web".into()),
             image: Some("alpine".into()),
-            problem: None,
+            ..Default::default()
         });
         assert_eq!(done, vec![77]);
         assert!(!r.awaiting_name(77));

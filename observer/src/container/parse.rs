@@ -181,6 +181,36 @@ pub fn parse_cgroup_path(path: &str) -> Option<ContainerRef> {
     stack.pop().map(|(_, r)| r)
 }
 
+/// The containerd namespace a container of this path lives in, for a
+/// lookup through containerd's API: the directory above a bare ID
+/// (`/<namespace>/<id>`, containerd's cgroupfs layout), `k8s.io` (the CRI
+/// plugin's) for `cri-containerd-` scopes and for Kubernetes containers not
+/// known to be another engine's, `default` (nerdctl's) for `nerdctl-` scopes.
+pub fn containerd_namespace(path: &str, r: &ContainerRef) -> Option<String> {
+    const CRI: &str = "k8s.io";
+    match (r.runtime, r.engine) {
+        (Runtime::Kubernetes, None | Some(Runtime::Containerd)) if !r.id.is_empty() => {
+            Some(CRI.to_owned())
+        }
+        (Runtime::Containerd, _) => {
+            let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            let i = segs.iter().rposition(|s| s.contains(r.id.as_str()))?;
+            if segs[i] == r.id {
+                return i.checked_sub(1).map(|j| segs[j].to_owned());
+            }
+            Some(
+                if segs[i].contains("nerdctl") {
+                    "default"
+                } else {
+                    CRI
+                }
+                .to_owned(),
+            )
+        }
+        _ => None,
+    }
+}
+
 /// Parse one line of /proc/PID/cgroup ("0::/path" or "4:memory:/docker/<id>") into (hierarchy_id, controllers, path).
 ///
 /// A trailing newline and the ` (deleted)` marker the kernel appends for a
@@ -1094,5 +1124,49 @@ mod tests {
             let _ = parse_cgroup_path(&s);
             let _ = parse_proc_cgroup_line(&s);
         }
+    }
+
+    #[test]
+    fn containerd_namespaces_for_lookups() {
+        let ns = |p: &str| containerd_namespace(p, &parse_cgroup_path(p).expect(p));
+        // Layouts seen with containerd 1.6's ctr on a cgroupfs host.
+        assert_eq!(ns(&format!("/default/{D2}")).as_deref(), Some("default"));
+        assert_eq!(ns(&format!("/k8s.io/{D1}")).as_deref(), Some("k8s.io"));
+        assert_eq!(
+            ns(&format!(
+                "/kubepods/besteffort/pod0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0/{D1}"
+            ))
+            .as_deref(),
+            Some("k8s.io")
+        );
+        assert_eq!(
+            ns(&format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod74ba62da_1a3d_11e7_bb11_080027cb0e22.slice/cri-containerd-{D2}.scope"
+            ))
+            .as_deref(),
+            Some("k8s.io")
+        );
+        assert_eq!(
+            ns(&format!("/system.slice/cri-containerd-{D2}.scope")).as_deref(),
+            Some("k8s.io")
+        );
+        assert_eq!(
+            ns(&format!("/system.slice/nerdctl-{D2}.scope")).as_deref(),
+            Some("default")
+        );
+        // Other engines' containers are not containerd's to name.
+        assert_eq!(ns(&format!("/docker/{D1}")), None);
+        assert_eq!(
+            ns(&format!(
+                "/kubepods/besteffort/pod63b3ebfc-2890-11e9-8154-16bf8ef8d9dc/crio-{D1}"
+            )),
+            None
+        );
+        assert_eq!(ns("/lxc.payload.c1"), None);
+        // A pod without a container segment has no container to look up.
+        assert_eq!(
+            ns("/kubepods/besteffort/pod0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+            None
+        );
     }
 }
