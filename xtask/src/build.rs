@@ -154,9 +154,19 @@ pub fn test(extra: &[String]) -> Result<()> {
     if let Err(e) = crate::fleet::ensure_prometheus() {
         eprintln!("xtask: no prometheus for the metrics tests: {e:#}");
     }
+    let runtimes = crate::runtimes::ensure_runtimes();
+    match &runtimes {
+        Ok(r) => {
+            c.env("OBSERVER_TEST_RUNTIMES", "1");
+            c.env("OBSERVER_TEST_CONTAINERD", &r.containerd_socket);
+        }
+        Err(e) => eprintln!("xtask: no container runtimes for the runtime tests: {e:#}"),
+    }
     c.args(["test", "--workspace", "--exclude", "observer-ebpf"]);
     c.args(extra);
-    run(&mut c).context("run the test suite")?;
+    let result = run(&mut c).context("run the test suite");
+    drop(runtimes);
+    result?;
     if extra.is_empty() {
         // The benchmark harness works and its report is well formed (a few
         // seconds per phase; never a timing assertion).

@@ -139,5 +139,96 @@ pub fn doctor() -> Result<()> {
         "{} docker: {docker_detail}",
         if engine { "OK     " } else { "OPTIONAL" }
     );
+    runtimes();
     Ok(())
+}
+
+/// Which other runtimes are here, and whether their containers get names.
+fn runtimes() {
+    let found = |ok: bool, rt: &str, detail: &str| {
+        println!("{} {rt}: {detail}", if ok { "OK     " } else { "OPTIONAL" });
+    };
+    if which("podman").is_some() {
+        let api = Path::new("/run/podman/podman.sock").exists();
+        let store = ["overlay", "vfs", "btrfs", "zfs"].iter().any(|d| {
+            Path::new(&format!(
+                "/var/lib/containers/storage/{d}-containers/containers.json"
+            ))
+            .exists()
+        });
+        found(
+            true,
+            "podman",
+            match (api, store) {
+                (true, _) => "installed; named through its API (/run/podman/podman.sock)",
+                (false, true) => "installed; named from its container store (/var/lib/containers/storage); for the API: podman system service --time=0 unix:///run/podman/podman.sock &",
+                (false, false) => "installed; named from its container store once it has run a container",
+            },
+        );
+    } else {
+        found(
+            false,
+            "podman",
+            "not installed (sudo apt-get install podman)",
+        );
+    }
+    let socket = "/run/containerd/containerd.sock";
+    if which("containerd").is_some() {
+        let answers = Path::new(socket).exists()
+            && output(Command::new("ctr").args([
+                "--address",
+                socket,
+                "--timeout",
+                "2s",
+                "version",
+            ]))
+            .is_some();
+        found(
+            answers,
+            "containerd",
+            &if answers {
+                format!("running; containers and Kubernetes pods named through its API ({socket})")
+            } else {
+                format!("installed but nothing answers on {socket}: its containers are not named; start it (sudo containerd &) or pass --containerd-socket (Docker's own is /var/run/docker/containerd/containerd.sock)")
+            },
+        );
+    } else {
+        found(
+            false,
+            "containerd",
+            "not installed (sudo apt-get install containerd)",
+        );
+    }
+    if which("kubelet").is_some() {
+        found(
+            true,
+            "kubernetes",
+            "kubelet installed; pods named from containerd's CRI labels (CRI-O's are not named)",
+        );
+    }
+    if which("crio").is_some() {
+        found(
+            true,
+            "crio",
+            "installed; attributed by cgroup path, not named (no CRI-O client)",
+        );
+    }
+    found(
+        which("systemd-nspawn").is_some(),
+        "systemd-nspawn",
+        if which("systemd-nspawn").is_some() {
+            "installed; machines named by their cgroup path"
+        } else {
+            "not installed (sudo apt-get install systemd-container)"
+        },
+    );
+    found(
+        which("lxc-start").is_some(),
+        "lxc",
+        if which("lxc-start").is_some() {
+            "installed; containers named by their cgroup path, template from /var/lib/lxc/NAME/config"
+        } else {
+            "not installed (sudo apt-get install lxc)"
+        },
+    );
 }

@@ -7,6 +7,7 @@ mod doctor;
 mod engine;
 mod fleet;
 mod provision;
+mod runtimes;
 mod soak;
 mod util;
 

@@ -82,6 +82,9 @@ pub fn apt_install(pkgs: &[&str]) -> Result<()> {
     });
     update_result?;
     run(Command::new("apt-get")
+        // Other apt runs (another build, unattended upgrades) hold the
+        // dpkg lock for a while: wait for it rather than fail.
+        .args(["-o", "DPkg::Lock::Timeout=600"])
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(pkgs)
         .env("DEBIAN_FRONTEND", "noninteractive"))

@@ -37,6 +37,14 @@
 //!   `supervisor` directly inside an nspawn machine / podman scope cancel that
 //!   enclosing match, so they fall back to whatever encloses it (usually the
 //!   host, or e.g. the kind node container when nested).
+//! * **nspawn's template unit is its supervisor.** `systemd-nspawn@<name>.service`
+//!   runs systemd-nspawn itself, which sets up the machine there and only
+//!   then splits the unit into `payload` (the machine) and `supervisor`
+//!   (itself); so the bare unit is the host and `payload` below it is the
+//!   machine (seen live with systemd 252, `--keep-unit`). A `machine-<name>.scope`
+//!   is made by machined for the machine's own leader, so the bare scope is
+//!   the machine. On cgroup-v1-only hosts nspawn does not split the unit,
+//!   and such a machine is reported as the host.
 //! * **containerd namespaces** (`ctr`/`nerdctl` with the cgroupfs driver put
 //!   containers at `/<namespace>/<id>`): a namespace directory is an arbitrary
 //!   name and `ctr` ids are free-form, so this is ambiguous with any
@@ -103,10 +111,28 @@ pub fn parse_cgroup_path(path: &str) -> Option<ContainerRef> {
     let mut stack: Vec<(usize, ContainerRef)> = Vec::new();
     let mut kubepods_seen = false;
     let mut prev: Option<&str> = None;
+    // `systemd-nspawn@<name>.service` seen at this index: only its `payload`
+    // is the machine (see the module docs).
+    let mut nspawn_unit: Option<(usize, String)> = None;
 
     for (i, seg) in path.split('/').filter(|s| !s.is_empty()).enumerate() {
         if seg.contains("kubepods") {
             kubepods_seen = true;
+        }
+        if let Some((unit, name)) = nspawn_unit.take() {
+            if unit + 1 == i && seg == "payload" {
+                stack.push((
+                    i,
+                    ContainerRef {
+                        runtime: Runtime::Nspawn,
+                        id: name,
+                        pod_uid: None,
+                        engine: None,
+                    },
+                ));
+                prev = Some(seg);
+                continue;
+            }
         }
 
         // The match made by the immediately enclosing segment, if any.
@@ -126,6 +152,7 @@ pub fn parse_cgroup_path(path: &str) -> Option<ContainerRef> {
 
         match classify(seg, prev, kubepods_seen) {
             Seg::Pod(uid) => stack.push((i, pod_only(uid))),
+            Seg::NspawnUnit(name) => nspawn_unit = Some((i, name)),
             Seg::Container {
                 runtime,
                 id,
@@ -249,6 +276,8 @@ enum Seg {
     },
     /// A bare 64-hex segment whose meaning depends on the parent (pod).
     BareHex(String),
+    /// `systemd-nspawn@<name>.service`: the machine is its `payload` child.
+    NspawnUnit(String),
     Other,
 }
 
@@ -293,11 +322,7 @@ fn classify(seg: &str, prev: Option<&str>, kubepods_seen: bool) -> Seg {
     {
         let name = systemd_unescape(esc);
         return if valid_name(&name) {
-            Seg::Container {
-                runtime: Runtime::Nspawn,
-                id: name,
-                pod_uid: None,
-            }
+            Seg::NspawnUnit(name)
         } else {
             Seg::Other
         };
@@ -748,6 +773,12 @@ mod tests {
                 C(Nspawn, "my-box"),
             ),
             s("/machine.slice/systemd-nspawn@debian.service/supervisor", Host),
+            s("/machine.slice/systemd-nspawn@debian.service", Host),
+            s(
+                "/machine.slice/systemd-nspawn@debian.service/payload/system.slice/cron.service",
+                C(Nspawn, "debian"),
+            ),
+            s("/machine.slice/systemd-nspawn@debian.service/other/payload", Host),
             s(
                 &format!("/machine.slice/machine-fedora.scope/payload/system.slice/docker-{D1}.scope"),
                 C(Docker, D1),
