@@ -135,6 +135,18 @@ impl Identity {
             .as_deref()
             .and_then(kubelet_docker_name)
             .unwrap_or_default();
+        // Named through containerd's CRI labels: the container's own name in
+        // its pod, beside the pod and its namespace.
+        if let Some(k) = &c.kubernetes {
+            return Identity {
+                container: k.container.clone().unwrap_or(name),
+                container_id: c.id.clone(),
+                runtime: c.runtime.to_owned(),
+                image: c.image.clone().unwrap_or_default(),
+                pod: k.pod.clone(),
+                namespace: k.namespace.clone().unwrap_or_default(),
+            };
+        }
         Identity {
             container: name,
             container_id: c.id.clone(),
@@ -484,6 +496,7 @@ mod tests {
             image: Some("busybox".into()),
             cgroup: format!("/docker/{id}"),
             pod_uid: None,
+            kubernetes: None,
         }
     }
 
@@ -702,5 +715,21 @@ mod tests {
             Some("default".into())
         );
         assert_eq!(kubelet_docker_name("web"), None);
+    }
+
+    #[test]
+    fn a_pod_named_through_containerd_is_labelled_by_pod_namespace_and_container() {
+        let mut c = container(&"ab".repeat(32), Some("web-0"));
+        c.runtime = "kubernetes";
+        c.kubernetes = Some(crate::container::Kubernetes {
+            pod: "web-0".into(),
+            namespace: Some("shop".into()),
+            container: Some("nginx".into()),
+        });
+        let id = Identity::of(Some(&c));
+        assert_eq!(id.container, "nginx");
+        assert_eq!(id.pod, "web-0");
+        assert_eq!(id.namespace, "shop");
+        assert_eq!(id.runtime, "kubernetes");
     }
 }
