@@ -26,3 +26,4 @@ pub mod privilege;
 pub mod render;
 pub mod summary;
 pub mod syscalls;
+pub mod vm;

@@ -14,6 +14,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod vm;
+
 pub const OBSERVER: &str = env!("CARGO_BIN_EXE_observer");
 pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_observer-workload");
 

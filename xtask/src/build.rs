@@ -162,6 +162,8 @@ pub fn test(extra: &[String]) -> Result<()> {
         }
         Err(e) => eprintln!("xtask: no container runtimes for the runtime tests: {e:#}"),
     }
+    // QEMU, the guest kernel and static binaries for the VM tests.
+    crate::guest::test_env(&mut c, &["bookworm"]);
     c.args(["test", "--workspace", "--exclude", "observer-ebpf"]);
     c.args(extra);
     let result = run(&mut c).context("run the test suite");

@@ -6,6 +6,7 @@ mod build;
 mod doctor;
 mod engine;
 mod fleet;
+mod guest;
 mod provision;
 mod runtimes;
 mod soak;
@@ -55,6 +56,16 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
     },
+    /// Fetch a Debian guest kernel (unpacked under target/guest, never
+    /// installed) and print its paths as JSON.
+    GuestKernel {
+        /// bookworm (6.1), bullseye (5.10), trixie (6.12), bookworm-backports.
+        #[arg(default_value = "bookworm")]
+        suite: String,
+    },
+    /// Build the observer and observer-workload as static executables for
+    /// guests and print their paths as JSON.
+    GuestBins,
     /// Run the workshop demo (starts a Docker engine when needed).
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -70,6 +81,15 @@ fn main() {
         Cmd::Test { args } => build::test(&args),
         Cmd::Doctor => doctor::doctor(),
         Cmd::Demo { args } => build::demo(&args),
+        Cmd::GuestKernel { suite } => {
+            guest::fetch_kernel(&suite).map(|k| println!("{}", k.to_json()))
+        }
+        Cmd::GuestBins => guest::build_static().map(|b| {
+            println!(
+                "{}",
+                serde_json::json!({"observer": b.observer, "workload": b.workload})
+            )
+        }),
         Cmd::Soak { minutes } => build::build_all(true).and_then(|observer| {
             let engine = engine::ensure_engine()?;
             soak::soak(minutes, &observer, &engine.image)

@@ -2,6 +2,11 @@
 //! calls, optionally inside a given cgroup and fresh PID/mount/UTS
 //! namespaces, with a fork/exec/exit chain inside. Prints what it was (host
 //! PID, namespace PID, namespace inodes, ns per call) as one JSON line.
+//!
+//! Also the lesson's workload in both worlds: `--facts` prints the kernel
+//! it runs on (release, boot ID, uptime) and makes exactly `--calls` calls
+//! of `--syscall`, in a container; started as PID 1 (a guest's `/init`) or
+//! with `--init` it is the guest's whole user space (`observer::vm::init`).
 
 use std::{ffi::CString, fs, time::Instant};
 
@@ -39,6 +44,17 @@ struct Args {
     rate: u64,
     #[arg(long, default_value_t = 0.0)]
     seconds: f64,
+    /// Print the kernel's identity and make exactly --calls calls of
+    /// --syscall, as one `workload_facts` JSON line (what the guest's /init
+    /// prints too).
+    #[arg(long)]
+    facts: bool,
+    /// The syscall `--facts` repeats.
+    #[arg(long, default_value = "getppid")]
+    syscall: String,
+    /// Be a guest's /init (the default when started as PID 1).
+    #[arg(long)]
+    init: bool,
 }
 
 /// fork + exec /bin/true, `n` times; ns per round trip.
@@ -101,7 +117,25 @@ fn ns(kind: &str) -> u64 {
 }
 
 fn main() {
+    // A guest kernel starts `/init` as PID 1, its plan in /proc/cmdline. A
+    // container's PID 1 is started by another name (and with flags).
+    if std::process::id() == 1 && std::env::args().next().as_deref() == Some("/init") {
+        observer::vm::init::main();
+    }
     let args = Args::parse();
+    if args.init {
+        observer::vm::init::main();
+    }
+    if args.facts {
+        match observer::vm::init::workload(&args.syscall, args.calls) {
+            Ok(f) => println!("{}", serde_json::to_string(&f).expect("facts serialize")),
+            Err(e) => {
+                eprintln!("observer-workload: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     if let Some(cpu) = args.cpu {
         // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it.
         unsafe {

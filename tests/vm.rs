@@ -1,0 +1,181 @@
+//! Booting a real VM beside the containers: a guest kernel of its own, our
+//! static workload as its `/init`, QEMU owned and time-boxed (TCG on hosts
+//! where nested KVM hangs). Needs `cargo xtask test` (guest kernel, static
+//! binaries, QEMU).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use observer::{
+    kernel_info::KernelInfo,
+    vm::{
+        initramfs::Entry,
+        qemu::{json_of_type, Accel, Vm, VmError, VmSpec},
+    },
+};
+
+/// `name.ko` somewhere under a kernel's lib/modules/<release>.
+fn find_module(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_module(&p, name) {
+                return Some(f);
+            }
+        } else if p
+            .file_name()
+            .is_some_and(|n| n == format!("{name}.ko").as_str())
+        {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// A TCG boot of Debian's kernel takes ~10 s here; leave room for a busy
+/// machine.
+const BOOT: Duration = Duration::from_secs(180);
+
+#[test]
+fn a_guest_boots_its_own_kernel_and_reports_from_inside() {
+    let Some(g) = common::vm::guest(None) else {
+        return;
+    };
+    let initrd = common::vm::initramfs("boot", &g, &[]);
+    let mut spec = VmSpec::new(g.kernel.clone(), initrd.clone());
+    spec.append = "observer.calls=321 observer.syscall=getpid".into();
+    let host = KernelInfo::read();
+    common::vm::runtime().block_on(async {
+        let t = Instant::now();
+        let mut vm = Vm::start(&spec).await.expect("start QEMU");
+        let facts = vm
+            .wait_json("workload_facts", BOOT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let boot = t.elapsed();
+        let (rss, hwm) = vm.memory().expect("QEMU runs while the guest reports");
+        assert_eq!(facts["calls"], 321);
+        assert_eq!(facts["syscall"], "getpid");
+        assert_eq!(facts["pid"], 1, "the workload is the guest's init");
+        assert_ne!(
+            facts["boot_id"], host.boot_id,
+            "the guest booted a kernel of its own"
+        );
+        assert!(facts["release"].as_str().is_some_and(|r| !r.is_empty()));
+        vm.wait_json("init_done", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let status = vm.wait_exit(Duration::from_secs(30)).await.unwrap();
+        assert!(status.success(), "QEMU ends cleanly on power-off: {status}");
+        eprintln!(
+            "guest {} booted to /init in {boot:?} with {} ({}); QEMU RSS {} MiB, peak {} MiB",
+            facts["release"],
+            vm.accel.accel,
+            vm.accel.why,
+            rss >> 20,
+            hwm >> 20
+        );
+    });
+    let _ = std::fs::remove_file(initrd);
+}
+
+#[test]
+fn a_kvm_guest_that_shows_no_progress_falls_back_to_tcg() {
+    let Some(g) = common::vm::guest(None) else {
+        return;
+    };
+    if observer::vm::qemu::kvm_opens().is_err() {
+        eprintln!(
+            "no usable /dev/kvm here: the fallback is the only path, covered by the boot test"
+        );
+        return;
+    }
+    // The guest also follows a whole plan: NIC modules, an interface up on
+    // QEMU's user network, and a program run with arguments.
+    let modules: Vec<Entry> = ["e1000"]
+        .iter()
+        .map(|m| {
+            let host = find_module(&g.modules, m)
+                .unwrap_or_else(|| panic!("{m}.ko in {}", g.modules.display()));
+            Entry::file(&format!("/lib/modules/{m}.ko"), host, 0o644)
+        })
+        .collect();
+    let initrd = common::vm::initramfs("fallback", &g, &modules);
+    let mut spec = VmSpec::new(g.kernel.clone(), initrd.clone());
+    spec.accel = Accel::Auto;
+    // No guest prints its first kernel line this fast, even on working KVM.
+    spec.kvm_progress = Duration::from_millis(1);
+    spec.hostfwd = vec![(40000 + (std::process::id() % 20000) as u16, 9)];
+    spec.append = "observer.calls=7 \
+        observer.insmod=/lib/modules/e1000.ko \
+        observer.ifup=eth0:10.0.2.15/24 observer.run=\"/init --facts --calls 11 --syscall gettid\" observer.timeout=60"
+        .into();
+    common::vm::runtime().block_on(async {
+        let mut vm = Vm::start(&spec).await.expect("start QEMU");
+        assert_eq!(vm.accel.accel, "tcg", "{:?}", vm.accel);
+        assert!(vm.accel.why.contains("KVM"), "{}", vm.accel.why);
+        let mut lines = Vec::new();
+        loop {
+            let l = vm
+                .next_line(BOOT)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("console closed early:\n{}", vm.console_tail()));
+            let done = l.contains("\"init_done\"");
+            lines.push(l);
+            if done {
+                break;
+            }
+        }
+        let console = lines.join("\n");
+        let facts: Vec<serde_json::Value> = lines
+            .iter()
+            .filter_map(|l| json_of_type(l, "workload_facts"))
+            .collect();
+        assert_eq!(facts.len(), 2, "init's own and the program's:\n{console}");
+        assert_eq!(
+            (facts[0]["calls"].as_u64(), facts[0]["pid"].as_u64()),
+            (Some(7), Some(1))
+        );
+        assert_eq!(facts[1]["calls"], 11, "observer.run passed its arguments");
+        assert_eq!(facts[1]["syscall"], "gettid");
+        assert_ne!(facts[1]["pid"], 1);
+        assert!(
+            lines
+                .iter()
+                .any(|l| json_of_type(l, "init_run").is_some_and(|r| r["status"] == 0)),
+            "{console}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| json_of_type(l, "init_error").is_some()),
+            "modules load and eth0 comes up:\n{console}"
+        );
+        vm.wait_exit(Duration::from_secs(30)).await.unwrap();
+        // Forced KVM with the same time box is an error, not a fallback.
+        spec.accel = Accel::Kvm;
+        let err = Vm::start(&spec).await.unwrap_err();
+        assert!(matches!(err, VmError::Timeout { .. }), "{err}");
+    });
+    let _ = std::fs::remove_file(initrd);
+}
+
+#[test]
+fn a_file_that_is_not_a_kernel_is_one_clear_error() {
+    let Some(g) = common::vm::guest(None) else {
+        return;
+    };
+    let initrd = common::vm::initramfs("badkernel", &g, &[]);
+    let spec = VmSpec::new(g.workload.clone(), initrd.clone());
+    let err = common::vm::runtime()
+        .block_on(Vm::start(&spec))
+        .unwrap_err();
+    assert!(matches!(err, VmError::BadKernel { .. }), "{err}");
+    assert!(
+        err.to_string().contains("not a bootable image") || err.to_string().contains("bzImage"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(initrd);
+}
