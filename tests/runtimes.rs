@@ -753,3 +753,54 @@ fn lxc_containers_are_counted_and_named_and_their_monitor_is_the_hosts() {
     assert_eq!(c["image"], "busybox", "the template it was made from");
     check_brief(&rec, &brief, &brief);
 }
+
+#[test]
+fn a_hanging_containerd_socket_delays_no_event_and_warns_once() {
+    if !runtimes() {
+        return;
+    }
+    ctr_import("default");
+    // A socket that accepts and never answers, as a wedged containerd does.
+    let dir = scratch(&format!("hang-{}", tag()));
+    fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("containerd.sock");
+    let _ = fs::remove_file(&sock);
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let obs = Observer::start(&["--containerd-socket", &sock.to_string_lossy()]);
+    let id = fake_id();
+    let (out, shims) = ctr_run(
+        "default",
+        &[],
+        &id,
+        &["/bin/observer-workload", "--calls", "1206"],
+    );
+    cgroup_gone(&format!("/default/{id}"));
+    let rec = obs.stop();
+    let own: Vec<&Value> = rec
+        .lines
+        .iter()
+        .filter(|l| {
+            l["container"]["id"] == id.as_str()
+                && l["syscall"] == "getppid"
+                && l["comm"] == WORKLOAD_COMM
+        })
+        .collect();
+    assert_eq!(own.len(), 1206, "every call, without a name");
+    assert!(own.iter().all(|e| e["container"]["runtime"] == "containerd"
+        && e["container"]["name"].is_null()
+        && e["pidns"] == report(&out)["pidns"]
+        && !shims.contains(&(e["pid"].as_u64().unwrap() as u32))));
+    let warnings = rec
+        .stderr
+        .lines()
+        .filter(|l| l.contains("container names unavailable"))
+        .count();
+    assert!(warnings <= 1, "one warning at most: {}", rec.stderr);
+    let _ = fs::remove_dir_all(&dir);
+}
