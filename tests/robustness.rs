@@ -359,6 +359,54 @@ fn closing_stdout_stops_the_observer_quietly() {
     );
 }
 
+/// A reader that stops reading (a paused `| less`, a full pipe) stalls only
+/// the output: the observer still drains the ring buffer, and `--duration`
+/// still ends it on time.
+#[test]
+fn a_stalled_stdout_does_not_stall_the_observer() {
+    if !privileged() {
+        return;
+    }
+    let mut child = Command::new(OBSERVER)
+        .args(["--host", "--duration", "3", "--interval", "0.5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the observer");
+    // Nobody reads stdout while the observer runs: the pipe fills.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    // Far more output than a pipe holds.
+    workload(&["--calls", "200000"]);
+    let status = wait_for(
+        &mut child,
+        Duration::from_secs(30),
+        "observer whose stdout is not read",
+    );
+    let stderr = t_err.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "--duration 3 ended it after {:?}",
+        started.elapsed()
+    );
+    no_panic(&stderr);
+    let mut written = Vec::new();
+    let _ = stdout.read_to_end(&mut written);
+    assert!(
+        written.len() >= 1 << 16,
+        "the pipe was full: {} bytes",
+        written.len()
+    );
+}
+
 // --- f. two observers --------------------------------------------------------
 
 #[test]

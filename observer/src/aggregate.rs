@@ -163,8 +163,9 @@ pub struct Loss {
     /// Records received by the daemon in this interval, and since the start.
     pub received: u64,
     pub received_total: u64,
-    /// Records the daemon itself dropped (none today: it applies
-    /// back-pressure instead; kept so that scripts can rely on the field).
+    /// Lines the daemon itself dropped since the start, because the output
+    /// did not take them (a stalled pipe or disk: the reader never waits
+    /// for the output, so that the ring buffer keeps being drained).
     pub dropped_by_daemon: u64,
     /// Lost in this interval, per CPU and per cgroup.
     pub by_cpu: BTreeMap<u32, u64>,

@@ -145,6 +145,10 @@ fn free_count_slots(l: &mut Counters, removed: &[u64]) {
     }
 }
 
+/// How long the output gets at the end to take what is queued for it: a
+/// stalled one (a paused pager) must not keep the observer from ending.
+const FINISH_WRITING: Duration = Duration::from_secs(3);
+
 /// Records handled per turn of the loop: under a producer as fast as the
 /// reader, the ring never empties, and signals and ticks must still get in.
 const DRAIN_BATCH: usize = 16 * 1024;
@@ -199,7 +203,7 @@ pub async fn run_with_taps(
         }
     };
     let opts = load_options(&args)?;
-    let sink = Sink::new(open_output(args.output.as_deref())?);
+    let sink = Sink::threaded(open_output(args.output.as_deref())?)?;
     let loaded = loader::load(&opts)?;
 
     let (req_tx, req_rx) = mpsc::unbounded_channel();
@@ -334,6 +338,7 @@ async fn run_loop(
         let _ = p.sink().flush();
         if p.sink().closed {
             // The reader went away (`observer | head`): stop quietly.
+            let _ = p.sink().finish(FINISH_WRITING);
             return Ok(());
         }
         if let Some(e) = p.sink().error.take() {
@@ -358,7 +363,7 @@ async fn run_loop(
     let k = snapshot(&maps, mode);
     p.summary(&k, interval.as_secs_f64());
     p.final_loss(&k);
-    let _ = p.sink().flush();
+    let _ = p.sink().finish(FINISH_WRITING);
     drop(ring);
     drop(ebpf);
     Ok(())

@@ -189,7 +189,8 @@ impl Pipeline {
         self.attribute.release_unawaited(&mut self.out);
         self.flow();
         let iv = self.account.interval(k, self.args.mode == Mode::Count);
-        let loss = self.account.loss(k);
+        let mut loss = self.account.loss(k);
+        loss.dropped_by_daemon = self.render.sink.dropped_lines;
         let entries = summary::entries(
             iv,
             &mut self.attribute,
@@ -223,6 +224,7 @@ impl Pipeline {
     pub fn final_loss(&mut self, k: &KernelCounters) {
         let mut loss = self.account.loss(k);
         loss.lost = loss.lost_total;
+        loss.dropped_by_daemon = self.render.sink.dropped_lines;
         self.render.loss(&loss, self.account.decode_errors);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod json;
 pub mod table;
+pub mod writer;
 
 use std::{
     fs::OpenOptions,
@@ -12,6 +13,9 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
+
+use self::writer::Writer;
 
 /// Version of the JSON schema, in the first (`kernel`) record.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -40,24 +44,47 @@ pub fn open_output(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
     })
 }
 
+/// Where a sink's chunks go: written in place (tests, tools), or handed to
+/// the writer thread (the daemon).
+enum Out {
+    Direct(Box<dyn Write + Send>),
+    Thread(Writer),
+}
+
 /// Buffered sink for whole lines; a closed reader (`| head`) is reported as
-/// `Closed` so that the daemon can stop quietly.
+/// `closed` so that the daemon can stop quietly.
 pub struct Sink {
-    out: Box<dyn Write + Send>,
+    out: Out,
     pub buf: Vec<u8>,
     pub closed: bool,
     /// The first write error other than a closed reader: the daemon stops
     /// with it (a full disk must not lose lines silently).
     pub error: Option<io::Error>,
+    /// Lines dropped because the output did not take them in time (the
+    /// writer thread's queue was full), since the start.
+    pub dropped_lines: u64,
 }
 
 impl Sink {
+    /// Writes in place: a flush returns once the bytes are written.
     pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self::with(Out::Direct(out))
+    }
+
+    /// Writes on a thread of its own: a flush never waits for the output.
+    pub fn threaded(out: Box<dyn Write + Send>) -> Result<Self> {
+        Ok(Self::with(Out::Thread(
+            Writer::spawn(out).context("start the output writer thread")?,
+        )))
+    }
+
+    fn with(out: Out) -> Self {
         Sink {
             out,
             buf: Vec::with_capacity(1 << 16),
             closed: false,
             error: None,
+            dropped_lines: 0,
         }
     }
 
@@ -74,12 +101,43 @@ impl Sink {
             self.buf.clear();
             return Ok(());
         }
-        let r = self.out.write_all(&self.buf).and_then(|_| self.out.flush());
-        self.buf.clear();
-        // Keep the buffer's usual size, not the size of a past burst.
-        if self.buf.capacity() > 4 << 20 {
-            self.buf.shrink_to(1 << 16);
-        }
+        let r = match &mut self.out {
+            Out::Direct(out) => {
+                let r = out.write_all(&self.buf).and_then(|_| out.flush());
+                self.buf.clear();
+                // Keep the buffer's usual size, not the size of a past burst.
+                if self.buf.capacity() > 4 << 20 {
+                    self.buf.shrink_to(1 << 16);
+                }
+                r
+            }
+            Out::Thread(w) => {
+                if !self.buf.is_empty() {
+                    // A filled buffer goes as it is (no copy) and the next
+                    // one starts at the usual size; a few lines are copied
+                    // instead, so that a queue of small chunks does not
+                    // hold a whole buffer each.
+                    let chunk = if self.buf.len() >= 1 << 14 {
+                        Bytes::from(std::mem::replace(
+                            &mut self.buf,
+                            Vec::with_capacity(1 << 16),
+                        ))
+                    } else {
+                        let c = Bytes::copy_from_slice(&self.buf);
+                        self.buf.clear();
+                        c
+                    };
+                    if let Err(chunk) = w.send(chunk) {
+                        self.dropped_lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+                    }
+                }
+                if w.closed() {
+                    Err(io::Error::from(io::ErrorKind::BrokenPipe))
+                } else {
+                    w.take_error().map_or(Ok(()), Err)
+                }
+            }
+        };
         match r {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                 self.closed = true;
@@ -93,10 +151,28 @@ impl Sink {
             Ok(()) => Ok(()),
         }
     }
+
+    /// At the end: what is buffered goes out, and the writer thread gets
+    /// up to `limit` to write what it holds.
+    pub fn finish(&mut self, limit: std::time::Duration) -> io::Result<()> {
+        let r = self.flush();
+        if let Out::Thread(w) = &mut self.out {
+            w.finish(limit);
+            if let Some(e) = w.take_error() {
+                self.error.get_or_insert(e);
+            }
+        }
+        r
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        sync::{Arc, Condvar, Mutex},
+        time::{Duration, Instant},
+    };
+
     use super::*;
 
     struct Failing(io::ErrorKind);
@@ -126,5 +202,55 @@ mod tests {
             s.error.as_ref().map(io::Error::kind),
             Some(io::ErrorKind::StorageFull)
         );
+    }
+
+    /// Holds every write until opened, and keeps what was written.
+    struct Gate {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let (lock, cv) = &*self.open;
+            let _open = cv.wait_while(lock.lock().unwrap(), |open| !*open).unwrap();
+            self.written.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// An output that takes nothing (a paused `| less`) never holds up the
+    /// one filling the sink; what could not wait is counted, and every line
+    /// is either written or counted.
+    #[test]
+    fn a_stalled_output_never_stalls_the_reader() {
+        let open = Arc::new((Mutex::new(false), Condvar::new()));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let mut s = Sink::threaded(Box::new(Gate {
+            open: open.clone(),
+            written: written.clone(),
+        }))
+        .unwrap();
+        let mut line = vec![b'x'; 1023];
+        line.push(b'\n');
+        let lines = 2 * writer::MAX_QUEUED / line.len();
+        let start = Instant::now();
+        for _ in 0..lines {
+            s.buf.extend_from_slice(&line);
+            s.maybe_flush().unwrap();
+        }
+        s.flush().unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5), "never waited");
+        assert!(s.dropped_lines > 0, "what did not fit is counted");
+        *open.0.lock().unwrap() = true;
+        open.1.notify_all();
+        s.finish(Duration::from_secs(30)).unwrap();
+        let written = written.lock().unwrap();
+        let out = written.iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(out + s.dropped_lines, lines as u64);
+        assert!(written.len() >= writer::MAX_QUEUED - (1 << 17));
     }
 }
