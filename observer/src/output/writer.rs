@@ -105,7 +105,10 @@ impl Writer {
     /// Lets the writer finish what is queued, waiting at most `limit` (a
     /// stalled output is left behind: the process is ending).
     pub fn finish(&mut self, limit: Duration) {
-        self.tx = None;
+        if self.tx.take().is_none() {
+            // Finished before (or given up on): no second wait.
+            return;
+        }
         if self.done.recv_timeout(limit).is_ok() {
             if let Some(t) = self.thread.take() {
                 let _ = t.join();
