@@ -89,8 +89,12 @@ fn uname_r_in_a_container_prints_the_hosts_kernel_and_is_attributed() {
         name.as_str(),
         "named as docker ps names it"
     );
-    assert_eq!(uname["container"]["runtime"], "docker");
-    assert_eq!(uname["container"]["image"], image.as_str());
+    let start = rec
+        .of_type("container")
+        .find(|c| c["event"] == "start" && c["container"]["id"] == id.as_str())
+        .expect("a start record");
+    assert_eq!(start["container"]["runtime"], "docker");
+    assert_eq!(start["container"]["image"], image.as_str());
     assert_eq!(uname["comm"], "uname");
     let exit = rec
         .of_type("container")

@@ -120,9 +120,13 @@ impl Pipeline {
         let many = self.out.len() > 1;
         for a in self.out.drain(..) {
             match a {
-                Attributed::Task { ev, json, .. } => {
+                Attributed::Task {
+                    ev,
+                    container,
+                    json,
+                } => {
                     self.account.task(&ev);
-                    self.render.task(&ev, &json);
+                    self.render.task(&ev, container.as_deref(), &json);
                 }
                 Attributed::Lifecycle(l) => {
                     if let Some(m) = self.metrics.as_mut() {

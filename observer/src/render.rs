@@ -12,6 +12,7 @@ use crate::{
     aggregate::{named_counts, Loss},
     attribute::Lifecycle,
     cli::{Format, Mode, WatchArgs},
+    container::Container,
     decode::Event,
     kernel_info::{HostNamespaces, KernelInfo},
     output::{
@@ -89,12 +90,12 @@ impl Render {
     }
 
     /// One task event's line.
-    pub fn task(&mut self, ev: &Event, container_json: &Arc<str>) {
+    pub fn task(&mut self, ev: &Event, container: Option<&Container>, container_json: &Arc<str>) {
         if !self.json_out() || self.summary_only {
             return;
         }
         let Some(h) = ev.header() else { return };
-        let tail = tail(&mut self.tails, h, container_json);
+        let tail = tail(&mut self.tails, h, container, container_json);
         json::event(&mut self.sink.buf, ev, tail, self.clock);
     }
 
@@ -260,15 +261,30 @@ impl Render {
 }
 
 /// A cgroup's line tail, rendered again only when its namespaces or its
-/// container changed.
-fn tail<'a>(tails: &'a mut FxHashMap<u64, Tail>, h: &Header, container_json: &Arc<str>) -> &'a str {
+/// container (whose rendering changes when its name arrives) changed.
+fn tail<'a>(
+    tails: &'a mut FxHashMap<u64, Tail>,
+    h: &Header,
+    container: Option<&Container>,
+    container_json: &Arc<str>,
+) -> &'a str {
     let key = (h.pidns, h.mntns, h.utsns, h.netns);
     let cached = tails
         .get(&h.cgroup_id)
         .filter(|t| t.0 == key && Arc::ptr_eq(&t.1, container_json));
     if cached.is_none() {
-        let tail = json::tail(h, container_json);
+        let tail = json::tail(h, &event_container(container));
         tails.insert(h.cgroup_id, (key, container_json.clone(), tail));
     }
     &tails[&h.cgroup_id].2
+}
+
+/// The `container` value of an event line (schema 2): the container's `id`
+/// and `name`, enough to select one container's events; the whole object
+/// is in its `container` record and in summaries.
+pub fn event_container(c: Option<&Container>) -> String {
+    match c {
+        None => "null".to_owned(),
+        Some(c) => serde_json::json!({"id": c.id, "name": c.name}).to_string(),
+    }
 }

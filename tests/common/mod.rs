@@ -256,6 +256,15 @@ impl Records {
         self.lines.iter().filter(move |l| l["type"] == t)
     }
 
+    /// The whole `container` object of a cgroup's container, from its
+    /// `container` start record (event lines carry only id and name).
+    pub fn container_of(&self, cgroup_id: u64) -> &Value {
+        &self
+            .of_type("container")
+            .find(|c| c["event"] == "start" && c["cgroup_id"] == cgroup_id)
+            .unwrap_or_else(|| panic!("no container record for cgroup {cgroup_id}"))["container"]
+    }
+
     pub fn kernel(&self) -> &Value {
         assert_eq!(
             self.lines[0]["type"], "kernel",

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use self::writer::Writer;
 
 /// Version of the JSON schema, in the first (`kernel`) record.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Opens `--output FILE`: created or truncated, never through a symlink (so
 /// a planted link can't make the observer overwrite another file), mode 0644.
