@@ -256,13 +256,14 @@ impl Records {
         self.lines.iter().filter(move |l| l["type"] == t)
     }
 
-    /// The whole `container` object of a cgroup's container, from its
-    /// `container` start record (event lines carry only id and name).
-    pub fn container_of(&self, cgroup_id: u64) -> &Value {
-        &self
-            .of_type("container")
-            .find(|c| c["event"] == "start" && c["cgroup_id"] == cgroup_id)
-            .unwrap_or_else(|| panic!("no container record for cgroup {cgroup_id}"))["container"]
+    /// The whole `container` object of a cgroup, from the summaries (event
+    /// lines carry only its id and name; a `container` record names the
+    /// container's first cgroup only).
+    pub fn container_of(&self, cgroup_id: u64) -> Value {
+        self.summary_entries(cgroup_id)
+            .first()
+            .unwrap_or_else(|| panic!("no summary entry for cgroup {cgroup_id}"))["container"]
+            .clone()
     }
 
     pub fn kernel(&self) -> &Value {
