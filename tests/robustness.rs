@@ -367,8 +367,12 @@ fn a_stalled_stdout_does_not_stall_the_observer() {
     if !privileged() {
         return;
     }
+    // Only this test's own cgroup: tests running beside it flood too.
+    let id = fake_id();
+    let cg = TestCgroup::new(&format!("/docker/{id}"));
     let mut child = Command::new(OBSERVER)
-        .args(["--host", "--duration", "3", "--interval", "0.5"])
+        .args(["--container", &id, "--syscall", "getppid"])
+        .args(["--duration", "3", "--interval", "0.5"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -388,7 +392,8 @@ fn a_stalled_stdout_does_not_stall_the_observer() {
     });
     let started = Instant::now();
     // Far more output than a pipe holds.
-    workload(&["--calls", "200000"]);
+    let path = cg.path.to_string_lossy().into_owned();
+    workload(&["--cgroup", &path, "--calls", "300000"]);
     let status = wait_for(
         &mut child,
         Duration::from_secs(30),
