@@ -291,8 +291,14 @@ fn check(rec: &Records, x: &Expect) {
         "{}: exactly the workload's calls in its container",
         x.runtime
     );
+    // Schema 2: task lines carry the container's id and name; the whole
+    // object is in its `container` record.
+    let start = rec
+        .of_type("container")
+        .find(|c| c["event"] == "start" && c["container"]["id"] == x.id)
+        .unwrap_or_else(|| panic!("{}: a start record for {}", x.runtime, x.id));
+    assert_eq!(start["container"]["runtime"], x.runtime, "{start}");
     for e in &events {
-        assert_eq!(e["container"]["runtime"], x.runtime, "{e}");
         assert_eq!(
             e["container"]["name"], x.name,
             "named as the runtime knows it: {e}"
