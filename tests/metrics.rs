@@ -177,6 +177,16 @@ fn metrics_count_exactly_what_the_stream_counts() {
     }
 }
 
+/// A child process killed (and reaped) on drop, on every path.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A Prometheus we start, stopped (and its data removed) on drop.
 pub struct Prometheus {
     child: Child,
@@ -259,8 +269,9 @@ impl Drop for Prometheus {
     }
 }
 
-/// A real Prometheus scrapes the observer in the fleet setting (count mode)
-/// and a PromQL query returns the workload's exact count.
+/// A real Prometheus scrapes the observer in the fleet setting (count mode),
+/// a PromQL query returns the workload's exact count, and `observer
+/// cluster` shows the kernel with the container inside, from Prometheus.
 #[test]
 fn prometheus_scrapes_exact_counts() {
     if !privileged() {
@@ -295,6 +306,47 @@ fn prometheus_scrapes_exact_counts() {
     assert_eq!(kernels[0]["metric"]["boot_id"], boot_id());
     let up = prom.query("up{job=\"observer\"}");
     assert_eq!(up[0]["value"][1], "1");
+
+    // The cluster view, from Prometheus alone: this kernel's box holds the
+    // container, with at least its 1000 getppid calls.
+    let url = format!("http://{}", prom.addr);
+    let out = Command::new(OBSERVER)
+        .args(["cluster", "--prometheus", &url, "--format", "json"])
+        .output()
+        .expect("run observer cluster");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kernels = view["kernels"].as_array().unwrap();
+    assert_eq!(kernels.len(), 1, "{view}");
+    assert_eq!(kernels[0]["boot_id"], boot_id());
+    let c = kernels[0]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["container_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("the container in its kernel's box: {view}"));
+    assert!(c["syscalls_total"].as_f64().unwrap() >= 1000.0, "{c}");
+    // And as a page.
+    let web = free_addr();
+    let page = Owned(
+        Command::new(OBSERVER)
+            .args(["cluster", "--prometheus", &url, "--web", &web.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start observer cluster --web"),
+    );
+    let html = until(Duration::from_secs(20), "the cluster page", || {
+        http_get(web, "/").filter(|(s, _)| *s == 200).map(|r| r.1)
+    });
+    drop(page);
+    assert_eq!(html.matches("class=kernel").count(), 1, "{html}");
+    assert!(html.contains(&format!("data-boot-id=\"{}\"", boot_id())));
+    assert!(html.contains(&format!("data-container-id=\"{id}\"")));
+
     let rec = obs.stop();
     assert_eq!(rec.summary_count(cg.id, "getppid"), 1000);
 }

@@ -25,6 +25,10 @@ pub enum Command {
     /// Run the workshop lesson in one command: two containers, their view
     /// and the observer's, and a verdict for the room.
     Demo(DemoArgs),
+    /// Many kernels in one view, from the Prometheus that scrapes every
+    /// node's observer: one box per kernel and the containers sharing it.
+    /// Needs no eBPF and no privileges.
+    Cluster(ClusterArgs),
     /// Attach only an empty program on sys_enter (the benchmark's floor).
     #[command(hide = true)]
     Floor {
@@ -127,6 +131,23 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("`{s}` must be a positive number of seconds"))
     }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ClusterArgs {
+    /// The Prometheus server, e.g. http://127.0.0.1:9090
+    #[arg(long, value_name = "URL")]
+    pub prometheus: String,
+    /// Serve the view as a page at http://ADDR/ instead of printing it once
+    /// (loopback unless an address says otherwise).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9465")]
+    pub web: Option<SocketAddr>,
+    /// Window of the syscall rates (a PromQL duration).
+    #[arg(long, default_value = "1m")]
+    pub window: String,
+    /// table: one box per kernel; json: the same as one JSON object.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Clone, Debug, Args)]

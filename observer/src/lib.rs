@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod attribute;
 pub mod btf;
 pub mod cli;
+pub mod cluster;
 pub mod container;
 pub mod daemon;
 pub mod decode;

@@ -20,6 +20,7 @@ fn main() {
                 observer::daemon::floor(duration, classic).await
             }
             Some(Command::Demo(args)) => observer::demo::run(args, cli.watch).await,
+            Some(Command::Cluster(args)) => observer::cluster::run(args).await,
         }
     });
     if let Err(e) = result {

@@ -164,6 +164,12 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     // QEMU, the guest kernel and static binaries for the VM tests.
     crate::guest::test_env(&mut c, &["bookworm"]);
+    match crate::fleet::ensure_kubernetes_validate() {
+        Ok(exe) => {
+            c.env("OBSERVER_KUBERNETES_VALIDATE", exe);
+        }
+        Err(e) => eprintln!("xtask: no kubernetes-validate for the manifest tests: {e:#}"),
+    }
     c.args(["test", "--workspace", "--exclude", "observer-ebpf"]);
     c.args(extra);
     let result = run(&mut c).context("run the test suite");
