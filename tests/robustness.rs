@@ -176,6 +176,13 @@ fn bad_flags_exit_2_with_clap_message() {
             &["`soon` is not a number of seconds"],
         ),
         (&["--mode", "fast"], &["invalid value 'fast' for '--mode"]),
+        (
+            &["--syscall", "unamee"],
+            &[
+                "invalid value 'unamee' for '--syscall <NAME>'",
+                "no syscall `unamee` on this architecture (did you mean `uname`?)",
+            ],
+        ),
     ];
     for (args, wants) in cases {
         // Parsing fails before anything is loaded: no privileges needed, and
@@ -219,6 +226,12 @@ fn unprivileged_run_is_one_line_naming_cap_bpf() {
     assert!(
         l.contains("run as root") && l.contains("setcap cap_bpf,cap_perfmon"),
         "says how to run it: {l}"
+    );
+    let release = observer::kernel_info::KernelInfo::read().release;
+    assert_eq!(
+        l.contains("cap_sys_resource"),
+        observer::privilege::needs_memlock(&release),
+        "CAP_SYS_RESOURCE only before 5.11 (this is {release}): {l}"
     );
     no_panic(&stderr);
     assert!(out.stdout.is_empty(), "no record before the programs load");
@@ -501,6 +514,29 @@ fn output_refuses_a_symlink() {
     }
     assert_eq!(fs::read(&victim).unwrap(), precious, "victim unchanged");
     assert!(!absent.exists(), "a dangling link's target is not created");
+}
+
+/// `-o` into a directory that does not exist says so (not "symlink").
+#[test]
+fn output_into_a_missing_directory_says_so() {
+    let dir = TempDir::new("missing");
+    let target = dir.path().join("no/such/dir/x.jsonl");
+    let out = run(
+        Command::new(OBSERVER)
+            .arg("-o")
+            .arg(&target)
+            .args(["--duration", "1"]),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let parent = target.parent().unwrap().display().to_string();
+    assert!(
+        stderr.contains(&format!("the directory {parent} does not exist")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("symlink"), "{stderr}");
+    no_panic(&stderr);
 }
 
 // --- h. names no sane process has -------------------------------------------

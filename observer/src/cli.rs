@@ -78,7 +78,7 @@ pub struct WatchArgs {
     #[arg(long = "container", value_name = "NAME|ID")]
     pub containers: Vec<String>,
     /// Only this syscall, by name (repeatable); filtered in the kernel.
-    #[arg(long = "syscall", value_name = "NAME")]
+    #[arg(long = "syscall", value_name = "NAME", value_parser = syscall_name)]
     pub syscalls: Vec<String>,
     /// Also record syscall exits with their return values.
     #[arg(long)]
@@ -133,6 +133,39 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--syscall NAME`: a name (or number) this architecture has, checked
+/// while parsing so that a typo is a usage error (exit 2), like any other
+/// bad value.
+fn syscall_name(s: &str) -> Result<String, String> {
+    let nr = crate::syscalls::number(s).or_else(|| s.parse().ok());
+    match nr {
+        Some(nr) if (nr as usize) < observer_common::SYSCALL_BITMAP_WORDS * 64 => Ok(s.to_owned()),
+        Some(nr) => Err(format!("syscall number {nr} is beyond the filter's range")),
+        None => {
+            let close = crate::syscalls::closest(s)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            Err(format!("no syscall `{s}` on this architecture{close}"))
+        }
+    }
+}
+
+/// Warnings about `--container` selectors that can hardly be what was
+/// meant: an ID prefix needs 4 characters, so a shorter selector that looks
+/// like one matches only a container of exactly that name or ID.
+pub fn selector_warnings(selectors: &[String]) -> Vec<String> {
+    selectors
+        .iter()
+        .filter(|s| s.len() < 4)
+        .map(|s| {
+            format!(
+                "warning: --container {s}: too short for an ID prefix (4+ characters); \
+                 it matches only a container named `{s}`"
+            )
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct ClusterArgs {
     /// The Prometheus server, e.g. http://127.0.0.1:9090
@@ -156,9 +189,10 @@ pub struct DemoArgs {
     /// built busybox image.
     #[arg(long)]
     pub image: Option<String>,
-    /// Where the full JSON stream goes.
-    #[arg(long, default_value = "observer-demo.jsonl")]
-    pub stream_file: PathBuf,
+    /// Where the full JSON stream goes (default: a fresh
+    /// observer-demo-<time>.jsonl in the current directory).
+    #[arg(long)]
+    pub stream_file: Option<PathBuf>,
     /// Use namespaces made with unshare instead of Docker.
     #[arg(long)]
     pub unshare: bool,
@@ -219,5 +253,33 @@ mod tests {
         assert!(Cli::try_parse_from(["observer", "--interval", "0"]).is_err());
         assert!(Cli::try_parse_from(["observer", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["observer", "--mode", "fast"]).is_err());
+        let e = Cli::try_parse_from(["observer", "--syscall", "unamee"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("did you mean `uname`"), "{e}");
+        assert!(Cli::try_parse_from(["observer", "--syscall", "39"]).is_ok());
+        assert!(Cli::try_parse_from(["observer", "--syscall", "99999"]).is_err());
+    }
+
+    /// `cargo xtask demo --help` lists the options it passes through.
+    #[test]
+    fn xtask_demo_help_lists_every_demo_option() {
+        let help = include_str!("../../xtask/src/demo_help.txt");
+        let cmd = Cli::command();
+        let demo = cmd.find_subcommand("demo").expect("a demo subcommand");
+        for a in demo.get_arguments().filter(|a| !a.is_hide_set()) {
+            if let Some(l) = a.get_long().filter(|l| *l != "help") {
+                assert!(
+                    help.contains(&format!("--{l}")),
+                    "--{l} missing from demo_help.txt"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_selectors_are_warned_about() {
+        let w = selector_warnings(&["6c6".into(), "web-frontend".into(), "3f4e".into()]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("--container 6c6") && w[0].contains("4+ characters"));
     }
 }

@@ -42,13 +42,36 @@ pub fn check_bpf_privileges() -> Result<()> {
         .map(|(_, n)| n)
         .collect();
     if !missing.is_empty() {
+        let release = crate::kernel_info::KernelInfo::read().release;
         bail!(
             "missing {}: run as root (sudo -E observer …, or `cargo xtask run`), or grant the \
-             capabilities: sudo setcap cap_bpf,cap_perfmon,cap_sys_resource+ep $(command -v observer)",
-            missing.join(" and ")
+             capabilities: {}",
+            missing.join(" and "),
+            setcap_command(&release, "$(command -v observer)")
         );
     }
     Ok(())
+}
+
+/// The one `setcap` advice, for this kernel: CAP_SYS_RESOURCE only where
+/// BPF memory is still charged to `RLIMIT_MEMLOCK` (before 5.11, when
+/// memcg accounting replaced it).
+pub fn setcap_command(release: &str, binary: &str) -> String {
+    let caps = if needs_memlock(release) {
+        "cap_bpf,cap_perfmon,cap_sys_resource"
+    } else {
+        "cap_bpf,cap_perfmon"
+    };
+    format!("sudo setcap {caps}+ep {binary}")
+}
+
+/// Whether a kernel release (`6.18.44-…`, `5.10.0-28-amd64`) is before 5.11.
+pub fn needs_memlock(release: &str) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) < (5, 11)
 }
 
 /// For privileged tests: prints why the test can't run here and returns, or
@@ -84,5 +107,16 @@ mod tests {
         assert!(has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON));
         assert!(!has_cap(caps, CAP_SYS_ADMIN));
         assert_eq!(parse_cap_eff("garbage"), None);
+    }
+
+    #[test]
+    fn setcap_advice_matches_the_kernel() {
+        assert_eq!(
+            setcap_command("6.18.44-fc-v595", "/usr/local/bin/observer"),
+            "sudo setcap cap_bpf,cap_perfmon+ep /usr/local/bin/observer"
+        );
+        assert!(setcap_command("5.11.0", "o").contains("cap_perfmon+ep"));
+        assert!(setcap_command("5.10.0-28-amd64", "o").contains("cap_sys_resource"));
+        assert!(needs_memlock("4.19.0") && !needs_memlock("5.11.1") && !needs_memlock("6.1.0"));
     }
 }

@@ -62,6 +62,37 @@ pub fn number_for(arch: Arch, name: &str) -> Option<u32> {
     pairs.iter().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
 }
 
+/// The known syscall name nearest to a mistyped one (at most two edits
+/// away), for the usage message.
+pub fn closest(name: &str) -> Option<&'static str> {
+    let pairs = match Arch::host() {
+        Arch::X86_64 => X86_64_PAIRS,
+        Arch::Aarch64 => AARCH64_PAIRS,
+    };
+    pairs
+        .iter()
+        .map(|(_, n)| (edit_distance(name, n), *n))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance over bytes (names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Builds a dense table indexed by number ("" for holes) at compile time.
 /// Fails the build if `pairs` is unsorted, has duplicates or empty names.
 const fn dense<const N: usize>(pairs: &[(u32, &'static str)]) -> [&'static str; N] {

@@ -77,6 +77,56 @@ pub fn build_all(release: bool) -> Result<PathBuf> {
     }))
 }
 
+/// `cargo xtask install`: builds everything and installs the real binary
+/// as PREFIX/bin/observer; says how to run it without root.
+pub fn install(prefix: &std::path::Path) -> Result<PathBuf> {
+    let bin = build_all(true)?;
+    let dir = prefix.join("bin");
+    let dest = dir.join("observer");
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            // Replace, never write through: a running observer keeps its
+            // old inode, and a link at the destination is not followed.
+            let tmp = dir.join(".observer.install");
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::copy(&bin, &tmp)?;
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            std::fs::rename(&tmp, &dest)
+        })
+        .with_context(|| {
+            format!(
+                "install {} into {} (not writable? run `sudo -E cargo xtask install`, or pick \
+                 another place: cargo xtask install --prefix ~/.local)",
+                bin.display(),
+                dir.display()
+            )
+        })?;
+    eprintln!("xtask: installed {}", dest.display());
+    eprintln!(
+        "xtask: run it as root (sudo {} --format table), or let it run without root: {}",
+        dest.display(),
+        setcap_command(&dest)
+    );
+    Ok(dest)
+}
+
+/// The one `setcap` advice, as the observer gives it: CAP_SYS_RESOURCE only
+/// before Linux 5.11 (BPF memory was charged to RLIMIT_MEMLOCK until then).
+pub fn setcap_command(bin: &std::path::Path) -> String {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let caps = if version < (5, 11) {
+        "cap_bpf,cap_perfmon,cap_sys_resource"
+    } else {
+        "cap_bpf,cap_perfmon"
+    };
+    format!("sudo setcap {caps}+ep {}", bin.display())
+}
+
 /// A command that runs a binary as root: directly when we are root, else
 /// through `sudo -E`; an error naming the fix where there is no sudo.
 pub fn root_command(bin: &std::path::Path) -> Result<Command> {
@@ -93,9 +143,9 @@ pub fn root_command(bin: &std::path::Path) -> Result<Command> {
     }
     bail!(
         "the observer needs root (or CAP_BPF + CAP_PERFMON) and there is no sudo: run `{}` as root, \
-         or grant it the capabilities: setcap cap_bpf,cap_perfmon+ep {}",
+         or grant it the capabilities: {}",
         bin.display(),
-        bin.display()
+        setcap_command(bin)
     )
 }
 
@@ -176,11 +226,57 @@ pub fn test(extra: &[String]) -> Result<()> {
     drop(runtimes);
     result?;
     if extra.is_empty() {
+        install_check(engine.is_ok()).context("the installed observer")?;
         // The benchmark harness works and its report is well formed (a few
         // seconds per phase; never a timing assertion).
         let bin = build_all(true)?;
         crate::bench::run(bin.clone(), bin.with_file_name("observer-workload"), true)
             .context("cargo xtask bench --quick")?;
     }
+    Ok(())
+}
+
+/// `cargo xtask install --prefix` into a scratch directory yields a binary
+/// that streams, and whose `demo` completes without `alpine` (falling back
+/// by itself to the local image, or to unshare without an engine).
+fn install_check(engine: bool) -> Result<()> {
+    let prefix = workspace_root().join("target/xtask/install-check");
+    let _ = std::fs::remove_dir_all(&prefix);
+    let bin = install(&prefix)?;
+    let out = prefix.join("stream.jsonl");
+    let mut c = root_command(&bin)?;
+    c.args(["--duration", "1", "--host", "-o"]).arg(&out);
+    let status = c.status().context("run the installed observer")?;
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    if !status.success()
+        || !text.contains("\"type\":\"kernel\"")
+        || !text.contains("\"type\":\"loss\"")
+    {
+        bail!(
+            "the installed observer did not stream ({status}): {}",
+            text.lines().next().unwrap_or("(nothing)")
+        );
+    }
+    eprintln!(
+        "xtask: the installed observer streams ({} lines)",
+        text.lines().count()
+    );
+    let mut c = root_command(&bin)?;
+    c.current_dir(&prefix).arg("demo");
+    if !engine {
+        c.arg("--unshare");
+    }
+    let o = c.output().context("run the installed observer demo")?;
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() || !stdout.contains("One kernel served them all") {
+        bail!(
+            "the installed `observer demo` did not complete ({}): {}{}",
+            o.status,
+            stdout,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let first = stdout.lines().next().unwrap_or_default();
+    eprintln!("xtask: the installed `observer demo` completed; it said: {first}");
     Ok(())
 }

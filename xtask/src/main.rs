@@ -41,6 +41,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build everything and install the observer as PREFIX/bin/observer
+    /// (then `sudo observer …`, or grant it CAP_BPF and CAP_PERFMON).
+    Install {
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+    },
     /// Check every prerequisite; one line each, with the fix.
     Doctor,
     /// Measure the observer's overhead, throughput, CPU and memory against
@@ -67,6 +73,7 @@ enum Cmd {
     /// guests and print their paths as JSON.
     GuestBins,
     /// Run the workshop demo (starts a Docker engine when needed).
+    #[command(after_help = include_str!("demo_help.txt"))]
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -79,6 +86,7 @@ fn main() {
         Cmd::Build => build::build_all(true).map(|_| ()),
         Cmd::Run { args } => build::run_observer(&args),
         Cmd::Test { args } => build::test(&args),
+        Cmd::Install { prefix } => build::install(&prefix).map(|_| ()),
         Cmd::Doctor => doctor::doctor(),
         Cmd::Demo { args } => build::demo(&args),
         Cmd::GuestKernel { suite } => {

@@ -6,13 +6,13 @@ pub mod table;
 pub mod writer;
 
 use std::{
-    fs::OpenOptions,
+    fs::{self, OpenOptions},
     io::{self, Write},
     os::unix::fs::OpenOptionsExt,
     path::Path,
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 
 use self::writer::Writer;
@@ -34,14 +34,37 @@ pub fn open_output(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
                 .mode(0o644)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(p)
-                .with_context(|| {
-                    format!(
-                        "open --output {} (a symlink there is refused on purpose)",
-                        p.display()
-                    )
-                })?,
+                .map_err(|e| open_error(p, e))?,
         ),
     })
+}
+
+/// Why `--output FILE` could not be opened, in the user's terms: a missing
+/// directory, a refused symlink (`O_NOFOLLOW` gives `ELOOP`), or the error.
+fn open_error(p: &Path, e: io::Error) -> anyhow::Error {
+    let dir = match p.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => Path::new("/"),
+    };
+    if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() {
+        return anyhow::anyhow!(
+            "open --output {}: the directory {} does not exist (create it first: mkdir -p {})",
+            p.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    if e.raw_os_error() == Some(libc::ELOOP)
+        || fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return anyhow::anyhow!(
+            "open --output {}: it is a symlink, refused on purpose (a planted link must not make \
+             the observer overwrite another file): {e}",
+            p.display()
+        );
+    }
+    anyhow::Error::new(e).context(format!("open --output {}", p.display()))
 }
 
 /// Where a sink's chunks go: written in place (tests, tools), or handed to
@@ -184,6 +207,19 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let e = open_output(Some(Path::new("/nonexistent-observer-dir/x.jsonl")))
+            .err()
+            .expect("refused");
+        let m = format!("{e:#}");
+        assert!(
+            m.contains("the directory /nonexistent-observer-dir does not exist"),
+            "{m}"
+        );
+        assert!(!m.contains("symlink"), "{m}");
     }
 
     /// A closed reader stops quietly; any other write error is kept for the
