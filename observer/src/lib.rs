@@ -18,6 +18,7 @@ pub mod container;
 pub mod daemon;
 pub mod decode;
 pub mod demo;
+pub mod errno;
 pub mod kernel_info;
 pub mod loader;
 pub mod metrics;

@@ -183,6 +183,11 @@ pub fn event(buf: &mut Vec<u8>, ev: &crate::decode::Event, tail: &str, clock: i6
             if exit {
                 buf.extend_from_slice(b",\"ret\":");
                 num(buf, r.ret);
+                if let Some(e) = crate::errno::of_ret(r.ret) {
+                    buf.extend_from_slice(b",\"err\":\"");
+                    buf.extend_from_slice(e.as_bytes());
+                    buf.push(b'"');
+                }
             }
         }
         Event::Fork(r) => {
@@ -247,5 +252,30 @@ mod tests {
             assert!(v["x"].is_null());
             assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
         }
+    }
+
+    /// `--sys-exit`: a failed call carries its errno's name beside `ret`.
+    #[test]
+    fn syscall_exit_names_the_errno() {
+        use crate::decode::Event;
+        let mut r = observer_common::SyscallRecord {
+            nr: 257,
+            ret: -2,
+            ..Default::default()
+        };
+        let t = tail(&r.header, "null");
+        let mut buf = Vec::new();
+        event(&mut buf, &Event::SyscallExit(r), &t, 0);
+        r.ret = 3;
+        event(&mut buf, &Event::SyscallExit(r), &t, 0);
+        let lines: Vec<serde_json::Value> = buf
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["ret"], -2);
+        assert_eq!(lines[0]["err"], "ENOENT");
+        assert_eq!(lines[1]["ret"], 3);
+        assert!(lines[1].get("err").is_none(), "no err on success");
     }
 }
