@@ -64,10 +64,105 @@ async fn pick_image(args: &DemoArgs) -> Result<(String, Option<String>)> {
     if pulled {
         return Ok(("alpine".into(), None));
     }
-    match &args.fallback_image {
-        Some(f) => Ok((f.clone(), Some(format!("alpine is not available here (no registry reachable): using the locally built image {f}, busybox like alpine's")))),
-        None => bail!("alpine is not available (no registry reachable) and no local image was given: run `cargo xtask demo`, which builds one, or pass --image"),
+    let local = match &args.fallback_image {
+        Some(f) => Some(f.clone()),
+        None => local_image().await,
+    };
+    Ok(match local {
+        Some(f) => (f.clone(), Some(format!("alpine is not available here (no registry reachable): using the locally built image {f}, busybox like alpine's"))),
+        None => (String::new(), Some(
+            "alpine is not available here (no registry reachable) and no local image could be found or built \
+             (that needs a static busybox: sudo apt-get install busybox-static): making the point with namespaces made by unshare instead".to_owned())),
+    })
+}
+
+/// The image `cargo xtask demo` builds: busybox and its applets, imported
+/// from a rootfs (nothing pulled).
+pub const LOCAL_IMAGE: &str = "observer-test/busybox:latest";
+
+/// The local image: found in the engine, or built here from a static busybox
+/// as `cargo xtask demo` builds it. None when neither works.
+async fn local_image() -> Option<String> {
+    if sh(Command::new("docker").args(["image", "inspect", LOCAL_IMAGE]))
+        .await
+        .is_some()
+    {
+        return Some(LOCAL_IMAGE.into());
     }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let dir = std::env::temp_dir().join(format!("observer-demo-rootfs-{}", std::process::id()));
+    let built = build_image(busybox, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    match built {
+        Ok(()) => Some(LOCAL_IMAGE.into()),
+        Err(e) => {
+            eprintln!("note: could not build {LOCAL_IMAGE} from {busybox}: {e:#}");
+            None
+        }
+    }
+}
+
+async fn build_image(busybox: &str, dir: &Path) -> Result<()> {
+    let root = dir.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).context("make the image's rootfs")?;
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).context("copy busybox")?;
+    let list = sh(Command::new(busybox).arg("--list"))
+        .await
+        .context("busybox --list")?;
+    if sh(Command::new(root.join("bin/busybox")).arg("true"))
+        .await
+        .is_none()
+    {
+        bail!("{busybox} does not run on its own (not statically linked?)");
+    }
+    for a in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(a));
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
+    let tar = dir.join("rootfs.tar");
+    sh(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."))
+    .await
+    .context("tar the rootfs")?;
+    sh(Command::new("docker")
+        .args([
+            "import",
+            "--change",
+            "CMD [\"/bin/sh\"]",
+            "--change",
+            "ENV PATH=/bin",
+        ])
+        .arg(&tar)
+        .arg(LOCAL_IMAGE))
+    .await
+    .context("docker import")?;
+    Ok(())
+}
+
+/// A stream file name nobody has used yet in the current directory.
+fn fresh_stream_file() -> std::path::PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (0..)
+        .map(|n| {
+            std::path::PathBuf::from(if n == 0 {
+                format!("observer-demo-{secs}.jsonl")
+            } else {
+                format!("observer-demo-{secs}-{n}.jsonl")
+            })
+        })
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .expect("an unused name")
 }
 
 /// Waits until the observer has attached (its first record is written
@@ -101,17 +196,20 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
     let image = if docker {
         let (image, note) = pick_image(&args).await?;
         notes.extend(note);
-        Some(image)
+        Some(image).filter(|i| !i.is_empty())
     } else {
         None
     };
-    watch.output = Some(args.stream_file.clone());
+    for n in &notes {
+        println!("note: {n}\n");
+    }
+    let stream = args.stream_file.clone().unwrap_or_else(fresh_stream_file);
+    watch.output = Some(stream.clone());
     watch.format = Format::Json;
     watch.mode = Mode::Stream;
     watch.summary_only = false;
     // Namespaces made by unshare live in the host's cgroups.
     watch.host = image.is_none();
-    let stream = args.stream_file.clone();
     let _ = std::fs::remove_file(&stream);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -185,9 +283,6 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let verdict = verdict(&records, &ran, image.is_some(), &virtualization());
-    for n in &notes {
-        println!("note: {n}\n");
-    }
     print!("{verdict}");
     let path = std::fs::canonicalize(&stream).unwrap_or(stream);
     println!(
@@ -210,14 +305,19 @@ pub struct Seen {
     /// Of `total`: made by the runtime while it set the container up
     /// (`runc:[2:INIT]` is the container's PID 1 until it execs).
     pub setup: u64,
+    /// The commands that made the setup's syscalls (`runc:[2:INIT]`, or
+    /// `unshare`, `sh`, `hostname`).
+    pub setup_comms: BTreeSet<String>,
     pub id: Option<String>,
 }
 
 const NS: [&str; 4] = ["pidns", "mntns", "utsns", "netns"];
 
 /// Gathers one container's records: by container name (Docker) or by the
-/// hostname its namespace set (unshare).
-pub fn seen(records: &[Value], key: &str, docker: bool) -> Seen {
+/// hostname its namespace set (unshare). Syscalls made under another name
+/// than `command`'s are the setup: the runtime (`runc:[2:INIT]` is the
+/// container's PID 1 until it execs), or `unshare`, `sh` and `hostname`.
+pub fn seen(records: &[Value], key: &str, command: &str, docker: bool) -> Seen {
     let mut s = Seen::default();
     // Its own tasks: in its own PID namespace (the runtime's helpers start
     // in the host's before they enter the container's).
@@ -260,11 +360,10 @@ pub fn seen(records: &[Value], key: &str, docker: bool) -> Seen {
         }
         if r["type"] == "syscall" {
             s.total += 1;
-            if r["comm"]
-                .as_str()
-                .is_some_and(|c| c.starts_with("runc") || c.starts_with("crun"))
-            {
+            let comm = r["comm"].as_str().unwrap_or("?");
+            if comm != command {
                 s.setup += 1;
+                s.setup_comms.insert(comm.to_owned());
             } else if let Some(name) = r["syscall"].as_str() {
                 *s.syscalls.entry(name.to_owned()).or_default() += 1;
             }
@@ -292,7 +391,7 @@ pub fn verdict(records: &[Value], ran: &[Ran], docker: bool, vm: &Virtualization
     }
     let _ = writeln!(o, "\nWhat the observer saw, in the one kernel:");
     for r in ran {
-        let s = seen(records, &r.key, docker);
+        let s = seen(records, &r.key, &r.label, docker);
         let title = if docker {
             format!("container {}", r.key)
         } else {
@@ -342,9 +441,19 @@ pub fn verdict(records: &[Value], ran: &[Ran], docker: bool, vm: &Virtualization
             .join(", ");
         let _ = writeln!(
             o,
-            "    syscalls            {} in all: {} by the runtime setting it up, {} by `{}` itself",
+            "    syscalls            {} in all: {} by {} setting it up, {} by `{}` itself",
             s.total,
             s.setup,
+            if docker {
+                "the runtime".to_owned()
+            } else {
+                let comms: Vec<String> = s.setup_comms.iter().map(|c| format!("`{c}`")).collect();
+                if comms.is_empty() {
+                    "the setup".to_owned()
+                } else {
+                    comms.join(", ")
+                }
+            },
             s.total - s.setup,
             r.label
         );
@@ -407,10 +516,10 @@ mod tests {
             // The runtime's helper, still in the host's PID namespace.
             json!({"type": "syscall", "syscall": "read", "pid": 90, "ns_pid": 90, "pidns": 1, "mntns": 2, "utsns": 3, "netns": 4, "container": c}),
             json!({"type": "exec", "nodename": "3f4e8c2a1b0d", "pid": 100, "ns_pid": 1, "pidns": 11, "mntns": 12, "utsns": 13, "netns": 4, "container": c}),
-            json!({"type": "syscall", "syscall": "uname", "pid": 100, "ns_pid": 1, "pidns": 11, "mntns": 12, "utsns": 13, "netns": 4, "container": c}),
-            json!({"type": "syscall", "syscall": "write", "pid": 100, "ns_pid": 1, "pidns": 11, "mntns": 12, "utsns": 13, "netns": 4, "container": c}),
+            json!({"type": "syscall", "syscall": "uname", "comm": "uname", "pid": 100, "ns_pid": 1, "pidns": 11, "mntns": 12, "utsns": 13, "netns": 4, "container": c}),
+            json!({"type": "syscall", "syscall": "write", "comm": "uname", "pid": 100, "ns_pid": 1, "pidns": 11, "mntns": 12, "utsns": 13, "netns": 4, "container": c}),
         ];
-        let s = seen(&records, "demo-uname", true);
+        let s = seen(&records, "demo-uname", "uname", true);
         assert_eq!(s.ns_pids, BTreeSet::from([1]));
         assert_eq!(
             s.host_pids,
@@ -440,5 +549,45 @@ mod tests {
         assert!(v.contains("1 call(s), answered by the host kernel"));
         assert!(v.contains("virtual machine"));
         assert!(v.contains("hostname inside     3f4e8c2a1b0d (the host is vm)"));
+    }
+
+    /// With unshare, what `unshare`, `sh` and `hostname` did in the new
+    /// namespaces is the setup, not the command's own.
+    #[test]
+    fn unshare_setup_is_attributed_to_the_setup() {
+        let ns = |comm: &str, ty: &str, sc: &str| {
+            json!({"type": ty, "syscall": sc, "comm": comm, "nodename": "demo-uname", "pid": 7, "ns_pid": 1,
+                   "pidns": 11, "mntns": 12, "utsns": 13, "netns": 4, "container": null})
+        };
+        let records = vec![
+            json!({"type": "kernel", "release": "6.18.44", "hostname": "vm",
+                   "host_namespaces": {"pidns": 1, "mntns": 2, "utsns": 3, "netns": 4}}),
+            ns("unshare", "syscall", "mount"),
+            ns("sh", "syscall", "execve"),
+            ns("hostname", "syscall", "sethostname"),
+            ns("uname", "exec", ""),
+            ns("uname", "syscall", "uname"),
+        ];
+        let s = seen(&records, "demo-uname", "uname", false);
+        assert_eq!((s.total, s.setup), (4, 3));
+        assert_eq!(s.syscalls.keys().collect::<Vec<_>>(), ["uname"]);
+        let ran = [Ran {
+            label: "uname".into(),
+            shown: "unshare … uname -r".into(),
+            output: "6.18.44\n".into(),
+            key: "demo-uname".into(),
+        }];
+        let vm = Virtualization {
+            virtual_machine: false,
+            evidence: vec![],
+            hypervisor: None,
+        };
+        let v = verdict(&records, &ran, false, &vm);
+        assert!(
+            v.contains(
+                "4 in all: 3 by `hostname`, `sh`, `unshare` setting it up, 1 by `uname` itself"
+            ),
+            "{v}"
+        );
     }
 }
