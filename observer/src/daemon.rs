@@ -203,6 +203,9 @@ pub async fn run_with_taps(
         }
     };
     let opts = load_options(&args)?;
+    for w in crate::cli::selector_warnings(&args.containers) {
+        eprintln!("{w}");
+    }
     let sink = Sink::threaded(open_output(args.output.as_deref())?)?;
     let loaded = loader::load(&opts)?;
 
@@ -261,8 +264,46 @@ pub async fn run_with_taps(
     }
     p.kernel_record();
     p.sink().flush().ok();
+    if args.format == crate::cli::Format::Table {
+        p.render.example_image = example_image().await;
+    }
 
     run_loop(loaded, p, &mut rep_rx, interval, mode, shutdown).await
+}
+
+/// An image the engine has, for the table's hint: alpine, the project's
+/// local image, or any other (None without an engine or a `docker` CLI).
+async fn example_image() -> Option<String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::process::Command::new("docker")
+            .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    pick_example_image(&list)
+}
+
+/// From `docker image ls` lines: alpine first, then the local busybox image,
+/// then the first tagged one.
+fn pick_example_image(list: &str) -> Option<String> {
+    let images: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains("<none>"))
+        .collect();
+    let find = |p: &str| images.iter().find(|i| i.starts_with(p)).copied();
+    find("alpine:")
+        .map(|_| "alpine")
+        .or_else(|| find(crate::demo::LOCAL_IMAGE))
+        .or_else(|| images.first().copied())
+        .map(str::to_owned)
 }
 
 async fn run_loop(
@@ -393,4 +434,23 @@ pub async fn floor(duration: Option<f64>, classic: bool) -> Result<()> {
     }
     drop(loaded);
     Ok(())
+}
+
+#[cfg(test)]
+mod example_image_tests {
+    use super::*;
+
+    #[test]
+    fn the_tables_hint_names_an_image_the_engine_has() {
+        assert_eq!(
+            pick_example_image("observer-test/busybox:latest\nalpine:latest\n").as_deref(),
+            Some("alpine")
+        );
+        assert_eq!(
+            pick_example_image("<none>:<none>\nfoo/bar:1\nobserver-test/busybox:latest\n")
+                .as_deref(),
+            Some("observer-test/busybox:latest")
+        );
+        assert_eq!(pick_example_image("<none>:<none>\n"), None);
+    }
 }

@@ -95,7 +95,7 @@ impl Pipeline {
 
     /// The first record: the kernel every container shares.
     pub fn kernel_record(&mut self) {
-        self.render.kernel_record();
+        self.render.kernel_record(self.args.interval);
     }
 
     /// One raw ring-buffer record.

@@ -39,6 +39,14 @@ pub struct Render {
     /// Per cgroup: the rendered end of its event lines, for the namespaces
     /// and container object it was rendered with.
     tails: FxHashMap<u64, Tail>,
+    /// `--format table`: the row order between frames.
+    table: table::Table,
+    /// The table goes to stdout (a terminal, maybe), not an `-o` file.
+    to_stdout: bool,
+    /// `--container` selectors, for the table's empty-state hint.
+    selectors: Vec<String>,
+    /// An image the engine has, for the table's empty-state hint.
+    pub example_image: Option<String>,
 }
 
 impl Render {
@@ -55,6 +63,13 @@ impl Render {
                 .map(|n| n.get())
                 .unwrap_or(1),
             tails: FxHashMap::default(),
+            table: table::Table::default(),
+            to_stdout: args
+                .output
+                .as_deref()
+                .is_none_or(|o| o == std::path::Path::new("-")),
+            selectors: args.containers.clone(),
+            example_image: None,
         }
     }
 
@@ -63,8 +78,12 @@ impl Render {
     }
 
     /// The first record: the kernel every container shares.
-    pub fn kernel_record(&mut self) {
+    pub fn kernel_record(&mut self, interval_s: f64) {
         if !self.json_out() {
+            // The table's header and kernel line, at once.
+            let hint =
+                format!("(watching: the first interval's activity shows in {interval_s:.1}s)");
+            self.draw_table(&mut [], &hint, interval_s, 0);
             return;
         }
         let k = &self.kernel;
@@ -218,7 +237,7 @@ impl Render {
 
     fn summary_table(&mut self, s: &Summary) {
         let capacity = s.interval_s * 1e9 * self.ncpus as f64;
-        let rows: Vec<table::Row> = s
+        let mut rows: Vec<table::Row> = s
             .entries
             .iter()
             .map(|e| {
@@ -241,21 +260,45 @@ impl Render {
                     syscalls_per_sec: g.total as f64 / s.interval_s,
                     top: named_counts(g)
                         .into_iter()
-                        .take(3)
-                        .map(|(n, c)| format!("{n}:{c}"))
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                        .take(6)
+                        .map(|(n, c)| (n, c as f64 / s.interval_s))
+                        .collect(),
                     cpu_share: e.cpu.values().sum::<u64>() as f64 / capacity,
                 }
             })
             .collect();
-        let screen = table::render(
-            &rows,
-            &self.kernel.release,
-            &self.kernel.boot_id,
-            s.interval_s,
-            s.loss.lost,
-        );
+        let hint = self.empty_hint(s.interval_s);
+        self.draw_table(&mut rows, &hint, s.interval_s, s.loss.lost);
+    }
+
+    /// What the table says when no row is shown: that a `--container`
+    /// filter matches nothing, or how to start a container with an image
+    /// the engine has.
+    fn empty_hint(&self, interval_s: f64) -> String {
+        if !self.selectors.is_empty() {
+            return format!(
+                "(nothing matches --container {} in the last {interval_s:.1}s: a name, a full ID, or an ID prefix of 4+ characters of a running container)",
+                self.selectors.join(", --container ")
+            );
+        }
+        match &self.example_image {
+            Some(i) => format!("(no container activity in the last {interval_s:.1}s: start one, e.g. docker run --rm --network none {i} uname -r)"),
+            None => format!("(no container activity in the last {interval_s:.1}s: start a container in another terminal)"),
+        }
+    }
+
+    fn draw_table(&mut self, rows: &mut [table::Row], hint: &str, interval_s: f64, lost: u64) {
+        self.table.sort(rows);
+        // Asked again each frame: the terminal may have been resized.
+        let view = table::View::detect(self.to_stdout);
+        let footer = table::Footer {
+            release: &self.kernel.release,
+            boot_id: &self.kernel.boot_id,
+            interval_s,
+            lost,
+            empty_hint: hint,
+        };
+        let screen = table::render(rows, &footer, &view);
         self.sink.buf.extend_from_slice(screen.as_bytes());
     }
 }
