@@ -106,12 +106,44 @@ fn count_mode_counts_exactly_in_the_kernel() {
     let obs = Observer::start(&["--mode", "count", "--interval", "0.5"]);
     let cgroup = cg.path.to_string_lossy().into_owned();
     let me = workload(&["--cgroup", &cgroup, "--unshare", "--calls", "1000"]);
+    let mut cg = cg;
+    cg.remove();
     let rec = obs.stop();
     assert_eq!(
         rec.summary_count(cg.id, "getppid"),
         1000,
         "in-kernel count of getppid for the cgroup"
     );
+    // The lifecycle tracepoints stay on in count mode: forks and exits are
+    // counted (the workload forks its PID 1 and both exit; it execs nothing
+    // there), and the container's start and exit are recorded.
+    let total = |k: &str| -> u64 {
+        rec.summary_entries(cg.id)
+            .iter()
+            .map(|e| e[k].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(
+        total("forks") >= 1 && total("exits") >= 2,
+        "forks {} execs {} exits {}",
+        total("forks"),
+        total("execs"),
+        total("exits")
+    );
+    let lifecycle: Vec<&Value> = rec
+        .of_type("container")
+        .filter(|l| l["cgroup_id"] == cg.id)
+        .collect();
+    assert_eq!(
+        lifecycle.len(),
+        2,
+        "a start and an exit record: {lifecycle:?}"
+    );
+    assert_eq!(lifecycle[0]["event"], "start");
+    assert_eq!(lifecycle[1]["event"], "exit");
+    for t in ["fork", "exec", "exit"] {
+        assert_eq!(rec.of_type(t).count(), 0, "count mode streams no {t} lines");
+    }
     let entries = rec.summary_entries(cg.id);
     // Keyed by each task's own pidns: the workload's PID 1 inside its own,
     // its parent (which made the namespace) in the host's.

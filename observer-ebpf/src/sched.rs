@@ -7,9 +7,7 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use observer_common::{
-    ExecRecord, ExitRecord, ForkRecord, KIND_EXEC, KIND_EXIT, KIND_FORK, MODE_COUNT,
-};
+use observer_common::{ExecRecord, ExitRecord, ForkRecord, KIND_EXEC, KIND_EXIT, KIND_FORK};
 
 use crate::{
     maps::{
@@ -18,13 +16,12 @@ use crate::{
     task::{cgroup_id, fill_header, ld, pid_views, uts_ns, Task},
 };
 
-/// Common gate for lifecycle records: not the daemon, not a dropped cgroup,
-/// not in count mode. Returns the task's cgroup ID when the record is wanted.
+/// Common gate for lifecycle records: not the daemon, not a dropped cgroup.
+/// Returns the task's cgroup ID when the record is wanted. Count mode keeps
+/// them too: they fire rarely, and they are what tells a container's start,
+/// exit and process churn.
 #[inline(always)]
 fn wanted(task: Task) -> Option<u64> {
-    if ro(&CONFIG.mode) == MODE_COUNT {
-        return None;
-    }
     let tgid: u32 = unsafe { ld(task, ro(&OFFSETS.task_tgid)) };
     if tgid == ro(&CONFIG.self_tgid) {
         return None;

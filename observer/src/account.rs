@@ -37,15 +37,29 @@ pub struct Interval {
 #[derive(Default)]
 pub struct Account {
     pub agg: Aggregator,
+    /// `--mode count`: task events are only the lifecycle's, counted
+    /// without per-task state.
+    pub count_mode: bool,
     received: u64,
     received_total: u64,
     prev_emitted: u64,
     prev_lost: u64,
     prev_loss: HashMap<(u64, u32), u64>,
+    /// Lost records since the start, per CPU and per cgroup: the final
+    /// account's, kept after a cgroup is forgotten.
+    lost_by_cpu: BTreeMap<u32, u64>,
+    lost_by_cgroup: BTreeMap<u64, u64>,
     pub decode_errors: u64,
 }
 
 impl Account {
+    pub fn new(count_mode: bool) -> Self {
+        Account {
+            count_mode,
+            ..Account::default()
+        }
+    }
+
     /// A record read from the ring buffer.
     pub fn received(&mut self) {
         self.received += 1;
@@ -66,7 +80,11 @@ impl Account {
             Event::SyscallExit(_) | Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => return,
         };
         if let Some(h) = ev.header() {
-            self.agg.add(h, what);
+            if self.count_mode {
+                self.agg.add_lifecycle(h, what);
+            } else {
+                self.agg.add(h, what);
+            }
         }
     }
 
@@ -102,8 +120,20 @@ impl Account {
             if d > 0 {
                 *loss.by_cpu.entry(cpu).or_default() += d;
                 *loss.by_cgroup.entry(cg).or_default() += d;
+                *self.lost_by_cpu.entry(cpu).or_default() += d;
+                *self.lost_by_cgroup.entry(cg).or_default() += d;
             }
         }
+        loss
+    }
+
+    /// The final account: everything since the start (`lost`, `by_cpu`,
+    /// `by_cgroup` alike), after the last interval's.
+    pub fn final_loss(&mut self, k: &KernelCounters) -> Loss {
+        let mut loss = self.loss(k);
+        loss.lost = loss.lost_total;
+        loss.by_cpu = self.lost_by_cpu.clone();
+        loss.by_cgroup = self.lost_by_cgroup.clone();
         loss
     }
 
@@ -145,5 +175,14 @@ mod tests {
             (3, 5, 1, 6)
         );
         assert_eq!(l.by_cgroup, BTreeMap::from([(42, 3)]));
+        // The final account covers the whole run, per cgroup too, even
+        // after the interval that saw the loss (and the cgroup) is gone.
+        a.forget(42);
+        // (the daemon removes the forgotten cgroup's kernel entry too)
+        k.loss_by_cgroup_cpu.clear();
+        let f = a.final_loss(&k);
+        assert_eq!((f.lost, f.lost_total), (5, 5));
+        assert_eq!(f.by_cgroup, BTreeMap::from([(42, 5)]));
+        assert_eq!(f.by_cpu, BTreeMap::from([(1, 5)]));
     }
 }

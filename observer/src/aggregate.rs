@@ -81,6 +81,22 @@ impl Aggregator {
         }
     }
 
+    /// `--mode count`'s lifecycle events: counted, without the per-task
+    /// state (PIDs, namespaces) count mode does not keep.
+    pub fn add_lifecycle(&mut self, h: &Header, what: Activity) {
+        let g = self.groups.entry(h.cgroup_id).or_default();
+        match what {
+            Activity::Fork => g.forks += 1,
+            Activity::Exec => g.execs += 1,
+            Activity::Exit => g.exits += 1,
+            Activity::Syscall(_) => return,
+        }
+        if g.first_seen == 0 || h.ts < g.first_seen {
+            g.first_seen = h.ts;
+        }
+        g.last_seen = g.last_seen.max(h.ts);
+    }
+
     /// `--mode count`: cumulative counts per (cgroup, pidns, nr) from the
     /// kernel map, summed over CPUs; the interval's deltas are added.
     pub fn add_counts(&mut self, cumulative: &HashMap<(u64, u32, u32), u64>, now_ts: u64) {

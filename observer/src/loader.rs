@@ -221,7 +221,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         if opts.sys_exit {
             attach(&mut ebpf, &btf, PROG_SYS_EXIT, "sys_exit")?;
         }
-        if opts.lifecycle && opts.mode == MODE_STREAM {
+        if opts.lifecycle {
             attach(&mut ebpf, &btf, PROG_FORK, "sched_process_fork")?;
             attach(&mut ebpf, &btf, PROG_EXEC, "sched_process_exec")?;
             attach(&mut ebpf, &btf, PROG_EXIT, "sched_process_exit")?;
