@@ -765,11 +765,42 @@ fn a_full_ring_buffer_is_reported_as_loss_per_cgroup_and_cpu() {
         .count() as u64;
     let last = rec.lines.last().unwrap();
     assert_eq!(last["type"], "loss", "the final account is the last record");
-    let lost_here: u64 = rec
-        .of_type("loss")
+    let losses: Vec<&Value> = rec.of_type("loss").collect();
+    let (finally, intervals) = losses.split_last().unwrap();
+    let lost_here: u64 = intervals
+        .iter()
         .filter_map(|l| l["by_cgroup"][cg.id.to_string()].as_u64())
         .sum();
     assert!(lost_here > 0, "a 16 KiB ring can't hold this flood: {last}");
+    assert_eq!(
+        finally["by_cgroup"][cg.id.to_string()].as_u64(),
+        Some(lost_here),
+        "the final account attributes the whole run's loss to the flood's cgroup: {last}"
+    );
+    assert_eq!(finally["lost"], finally["lost_total"]);
+    // And a person reading stderr is told, naming the container.
+    let short: String = cg
+        .rel
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .chars()
+        .take(12)
+        .collect();
+    assert!(
+        rec.stderr.contains("warning: lost ")
+            && rec
+                .stderr
+                .contains(&format!("of them from container {short}")),
+        "a loss warning on stderr naming the container: {}",
+        rec.stderr
+    );
+    let warnings = rec.stderr.matches("warning: lost ").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "rate-limited: {warnings} warnings in a few seconds: {}",
+        rec.stderr
+    );
     // Every call is either received or counted as lost; the cgroup's few
     // lifecycle records (the workloads' fork/exec/exit) may be lost too.
     assert!(
@@ -777,8 +808,8 @@ fn a_full_ring_buffer_is_reported_as_loss_per_cgroup_and_cpu() {
         "received {received} + lost {lost_here}"
     );
     assert!(received <= 600_000);
-    let by_cpu: u64 = rec
-        .of_type("loss")
+    let by_cpu: u64 = intervals
+        .iter()
         .flat_map(|l| l["by_cpu"].as_object().cloned().unwrap_or_default())
         .filter_map(|(_, v)| v.as_u64())
         .sum();
@@ -823,4 +854,131 @@ fn listens_on_no_network_port() {
         }
     }
     obs.stop();
+}
+
+// --- i. the end of a run, and what a person reads ---------------------------
+
+/// The summaries of a finished `--duration` run, with their checks: every
+/// summary's `interval_s` is the time since the previous one (by their
+/// `ts`), and only the last says `final`.
+fn summaries_of(args: &[&str]) -> Vec<Value> {
+    let dir = TempDir::new("final");
+    let out = dir.path().join("out.jsonl");
+    let o = run(
+        Command::new(OBSERVER).arg("-o").arg(&out).args(args),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{args:?}: {stderr}");
+    let s: Vec<Value> = json_lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "summary")
+        .collect();
+    assert!(s.len() >= 2, "{args:?}: {s:?}");
+    for w in s.windows(2) {
+        let between = (w[1]["ts"].as_i64().unwrap() - w[0]["ts"].as_i64().unwrap()) as f64 / 1e9;
+        let said = w[1]["interval_s"].as_f64().unwrap();
+        if w[1]["final"] == true {
+            assert!(
+                (between - said).abs() < 0.02,
+                "{args:?}: the final summary says {said} s and covers {between} s"
+            );
+        }
+    }
+    let (last, rest) = s.split_last().unwrap();
+    assert_eq!(last["final"], true, "{args:?}: the last summary says it is");
+    assert!(rest.iter().all(|x| x.get("final").is_none()));
+    s
+}
+
+#[test]
+fn the_final_summary_covers_exactly_the_time_since_the_previous_one() {
+    if !privileged() {
+        return;
+    }
+    // Half an interval after the last tick: it covers that half.
+    let s = summaries_of(&["--interval", "1", "--duration", "2.5"]);
+    let last = s.last().unwrap()["interval_s"].as_f64().unwrap();
+    assert!((0.3..0.7).contains(&last), "{last}");
+    assert_eq!(s.len(), 3, "{s:?}");
+    // The end falls on a tick: no near-empty summary an instant after it;
+    // the final one covers the whole last interval.
+    let s = summaries_of(&["--interval", "1", "--duration", "2"]);
+    assert_eq!(s.len(), 2, "{s:?}");
+    let last = s.last().unwrap()["interval_s"].as_f64().unwrap();
+    assert!((0.8..1.2).contains(&last), "{last}");
+}
+
+#[test]
+fn container_selectors_that_cannot_or_do_not_match_are_warned_about() {
+    if !privileged() {
+        return;
+    }
+    let nothing = format!("nosuchthing-{}", std::process::id());
+    let o = run(
+        Command::new(OBSERVER).args([
+            "--container",
+            "6c6",
+            "--container",
+            &nothing,
+            "--interval",
+            "0.5",
+            "--duration",
+            "4",
+            "-o",
+            "/dev/null",
+        ]),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: --container 6c6: too short for an ID prefix (4+ characters)"),
+        "{stderr}"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("warning: nothing has matched"))
+        .unwrap_or_else(|| panic!("no unmatched warning: {stderr}"));
+    assert!(
+        line.contains("--container 6c6") && line.contains(&format!("--container {nothing}")),
+        "{line}"
+    );
+    assert_eq!(stderr.matches("nothing has matched").count(), 1, "once");
+    no_panic(&stderr);
+}
+
+/// Into a pipe the table has no escapes, its header and kernel line come
+/// at once (before the first interval ends), and it fits `$COLUMNS`.
+#[test]
+fn the_table_in_a_pipe_is_plain_text_within_its_width() {
+    if !privileged() {
+        return;
+    }
+    let o = run(
+        Command::new(OBSERVER).env("COLUMNS", "80").args([
+            "--format",
+            "table",
+            "--interval",
+            "5",
+            "--duration",
+            "1",
+        ]),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !stdout.contains('\x1b'),
+        "no escapes into a pipe: {stdout:?}"
+    );
+    // Two frames: the one drawn at once, and the last (1 s of a 5 s
+    // interval: the first interval never ended).
+    assert_eq!(stdout.matches("CONTAINER").count(), 2, "{stdout}");
+    assert!(stdout.starts_with("CONTAINER"), "{stdout}");
+    assert!(
+        stdout.contains("one kernel serves them all: Linux"),
+        "{stdout}"
+    );
+    assert!(stdout.lines().all(|l| l.chars().count() <= 80), "{stdout}");
 }

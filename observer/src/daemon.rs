@@ -265,7 +265,12 @@ pub async fn run_with_taps(
     p.kernel_record();
     p.sink().flush().ok();
     if args.format == crate::cli::Format::Table {
-        p.render.example_image = example_image().await;
+        let slot = p.render.example_image.clone();
+        tokio::spawn(async move {
+            if let Some(i) = example_image().await {
+                let _ = slot.set(i);
+            }
+        });
     }
 
     run_loop(loaded, p, &mut rep_rx, interval, mode, shutdown).await
@@ -337,7 +342,15 @@ async fn run_loop(
     let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
         .context("watch the ring buffer")?;
-    let mut summary = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let start = tokio::time::Instant::now();
+    let mut summary = tokio::time::interval_at(start + interval, interval);
+    // When the previous summary was taken: the last one covers exactly the
+    // time since.
+    let mut last_summary = start;
+    // `--duration`: a tick that falls on the end (the shutdown follows it by
+    // a fraction of a millisecond) is left to the final summary, which then
+    // covers that whole interval instead of the instant after it.
+    let end = p.args.duration.map(|d| start + Duration::from_secs_f64(d));
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
 
     loop {
@@ -364,8 +377,12 @@ async fn run_loop(
             }
             Some(reply) = names.recv() => p.name_reply(reply),
             _ = summary.tick() => {
+                if end.is_some_and(|e| e.saturating_duration_since(tokio::time::Instant::now()) < interval / 4) {
+                    break;
+                }
                 drain(ring.get_mut(), &mut p);
                 let k = snapshot(&maps, mode);
+                last_summary = tokio::time::Instant::now();
                 p.summary(&k, interval.as_secs_f64());
             }
             _ = &mut shutdown => break,
@@ -402,7 +419,7 @@ async fn run_loop(
     }
     p.release_all();
     let k = snapshot(&maps, mode);
-    p.summary(&k, interval.as_secs_f64());
+    p.final_summary(&k, last_summary.elapsed().as_secs_f64());
     p.final_loss(&k);
     let _ = p.sink().finish(FINISH_WRITING);
     drop(ring);

@@ -10,15 +10,22 @@
 //! `account::Account`, `render::Render`); this file only composes them. It
 //! holds no kernel handles, so tests drive it with synthetic records.
 
-use std::sync::Arc;
+use std::{
+    collections::BTreeMap,
+    io::IsTerminal,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::{broadcast, watch};
 
 pub use crate::account::KernelCounters;
 use crate::{
     account::Account,
+    aggregate::Loss,
     attribute::{Attributed, Attributor, Lifecycle},
-    cli::{Mode, WatchArgs},
+    cli::{Format, Mode, WatchArgs},
     container::{docker::NameReply, v1::V1Attribution, Registry},
     decode::Event,
     output::Sink,
@@ -67,17 +74,21 @@ pub struct Pipeline {
     pub metrics: Option<crate::metrics::Metrics>,
     /// What attribution handed on, reused from record to record.
     out: Vec<Attributed>,
+    /// One-line warnings on stderr about what a person would otherwise not
+    /// notice: records lost, selectors that match nothing.
+    warnings: Warnings,
 }
 
 impl Pipeline {
     pub fn new(args: WatchArgs, registry: Registry, sink: Sink, clock: i64) -> Self {
         Pipeline {
             attribute: Attributor::new(&args, registry),
-            account: Account::default(),
+            account: Account::new(args.mode == Mode::Count),
             render: Render::new(&args, sink, clock),
             taps: Taps::default(),
             metrics: None,
             out: Vec::new(),
+            warnings: Warnings::new(&args),
             args,
         }
     }
@@ -212,6 +223,8 @@ impl Pipeline {
                 .collect();
             m.interval(&interval, &loss.by_cpu, std::time::Instant::now());
         }
+        self.warnings.matched(&entries);
+        self.warnings.lost(&loss, &mut self.attribute, false);
         let s = Arc::new(Summary {
             ts: self.render.clock.saturating_add_unsigned(boot_ns()),
             interval_s,
@@ -226,11 +239,151 @@ impl Pipeline {
 
     /// The final accounting, at exit.
     pub fn final_loss(&mut self, k: &KernelCounters) {
-        let mut loss = self.account.loss(k);
-        loss.lost = loss.lost_total;
+        let mut loss = self.account.final_loss(k);
         loss.dropped_by_daemon = self.render.sink.dropped_lines;
+        self.warnings.lost(&loss, &mut self.attribute, true);
         self.render.loss(&loss, self.account.decode_errors);
     }
+
+    /// The last summary, at exit: it covers exactly `covered_s`, the time
+    /// since the previous one, and says it is the last.
+    pub fn final_summary(&mut self, k: &KernelCounters, covered_s: f64) -> Arc<Summary> {
+        self.render.last = true;
+        // Microseconds: what a clock read twice can honestly claim.
+        self.summary(k, (covered_s * 1e6).round() / 1e6)
+    }
+}
+
+/// How long a `--container` selector may match nothing before it is
+/// warned about: five intervals, and at least this long.
+const UNMATCHED_AT_LEAST: Duration = Duration::from_secs(3);
+
+/// At most one loss warning this often (a flood lasts many intervals).
+const LOSS_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Warnings on stderr, each said once or rate-limited.
+struct Warnings {
+    start: Instant,
+    /// `--container` selectors, and whether a shown container matched each.
+    selectors: Vec<(String, bool)>,
+    unmatched_after: Duration,
+    unmatched_said: bool,
+    /// Loss not yet warned about, and when the last warning went out.
+    lost: u64,
+    lost_by_cgroup: BTreeMap<u64, u64>,
+    lost_since: Instant,
+    lost_said: Option<Instant>,
+    /// The table on the terminal shows loss itself; stderr would tear it.
+    quiet_loss: bool,
+}
+
+impl Warnings {
+    fn new(args: &WatchArgs) -> Self {
+        let now = Instant::now();
+        let to_terminal = args.output.as_deref().is_none_or(|o| o == Path::new("-"))
+            && std::io::stdout().is_terminal();
+        Warnings {
+            start: now,
+            selectors: args.containers.iter().map(|s| (s.clone(), false)).collect(),
+            unmatched_after: UNMATCHED_AT_LEAST.max(Duration::from_secs_f64(args.interval * 5.0)),
+            unmatched_said: false,
+            lost: 0,
+            lost_by_cgroup: BTreeMap::new(),
+            lost_since: now,
+            lost_said: None,
+            quiet_loss: args.format == Format::Table && to_terminal,
+        }
+    }
+
+    /// Notes which selectors the interval's containers matched; once, after
+    /// a while, names those that matched nothing.
+    fn matched(&mut self, entries: &[summary::Entry]) {
+        for e in entries {
+            if let Some(c) = &e.container {
+                for (sel, hit) in &mut self.selectors {
+                    *hit |= c.matches(sel);
+                }
+            }
+        }
+        if let Some(line) = self.unmatched_line() {
+            eprintln!("{line}");
+        }
+    }
+
+    fn unmatched_line(&mut self) -> Option<String> {
+        if self.unmatched_said || self.start.elapsed() < self.unmatched_after {
+            return None;
+        }
+        self.unmatched_said = true;
+        let none: Vec<&str> = self
+            .selectors
+            .iter()
+            .filter(|(_, hit)| !hit)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        (!none.is_empty()).then(|| {
+            format!(
+                "warning: nothing has matched --container {} in {:.0} s: give a container's name, full ID \
+                 or an ID prefix of 4+ characters (`docker ps` lists them); still watching",
+                none.join(", --container "),
+                self.start.elapsed().as_secs_f64()
+            )
+        })
+    }
+
+    /// Loss, on stderr: at most once per `LOSS_WARN_EVERY` (and what is
+    /// left at the end), with the cgroup that lost most, by name.
+    fn lost(&mut self, loss: &Loss, attr: &mut Attributor, at_exit: bool) {
+        if !at_exit {
+            self.lost += loss.lost;
+            for (cg, n) in &loss.by_cgroup {
+                *self.lost_by_cgroup.entry(*cg).or_default() += n;
+            }
+        }
+        let due = self
+            .lost_said
+            .is_none_or(|t| t.elapsed() >= LOSS_WARN_EVERY);
+        if self.lost == 0 || self.quiet_loss || !(due || at_exit) {
+            return;
+        }
+        let most = self
+            .lost_by_cgroup
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(&cg, &n)| (cg, n));
+        let who = most.map(|(cg, n)| {
+            let name = match attr.registry.peek(cg).and_then(|s| s.container.clone()) {
+                Some(c) => format!(
+                    "container {}",
+                    c.name
+                        .clone()
+                        .unwrap_or_else(|| c.id.chars().take(12).collect())
+                ),
+                None => format!("cgroup {cg} (the host)"),
+            };
+            format!(", {n} of them from {name}")
+        });
+        eprintln!(
+            "{}",
+            loss_line(
+                self.lost,
+                self.lost_since.elapsed().as_secs_f64(),
+                who.as_deref().unwrap_or("")
+            )
+        );
+        self.lost = 0;
+        self.lost_by_cgroup.clear();
+        self.lost_since = Instant::now();
+        self.lost_said = Some(Instant::now());
+    }
+}
+
+/// The loss warning's text.
+fn loss_line(lost: u64, secs: f64, who: &str) -> String {
+    format!(
+        "warning: lost {lost} records in the last {secs:.1}s (the ring buffer was full){who}; see the \
+         loss records, and try --mode count, a --syscall filter, --ring-buffer-kb 65536 or --summary-only"
+    )
 }
 
 /// `CLOCK_BOOTTIME` now, in ns (the kernel's event clock).
@@ -307,5 +460,34 @@ mod tests {
         assert_eq!(s.entries[0].group.total, 3);
         let latest = summaries.borrow().clone().expect("published");
         assert!(Arc::ptr_eq(&latest, &s));
+    }
+
+    /// A selector that matched nothing is named once, after a while; one
+    /// that matched is not.
+    #[test]
+    fn selectors_that_match_nothing_are_named_once() {
+        let args = Cli::parse_from([
+            "observer",
+            "--container",
+            "web",
+            "--container",
+            "nosuchthing",
+            "--interval",
+            "0.1",
+        ])
+        .watch;
+        let mut w = Warnings::new(&args);
+        w.selectors[0].1 = true;
+        assert!(w.unmatched_line().is_none(), "not before a while");
+        w.start -= Duration::from_secs(5);
+        let l = w.unmatched_line().expect("said after a while");
+        assert!(
+            l.contains("--container nosuchthing") && !l.contains("web"),
+            "{l}"
+        );
+        assert!(w.unmatched_line().is_none(), "once");
+        let l = loss_line(181_627, 5.0, ", 181000 of them from container web");
+        assert!(l.starts_with("warning: lost 181627 records in the last 5.0s"));
+        assert!(l.contains("from container web") && l.contains("--mode count"));
     }
 }

@@ -45,8 +45,13 @@ pub struct Render {
     to_stdout: bool,
     /// `--container` selectors, for the table's empty-state hint.
     selectors: Vec<String>,
-    /// An image the engine has, for the table's empty-state hint.
-    pub example_image: Option<String>,
+    /// An image the engine has, for the table's empty-state hint (looked
+    /// up while the observer runs).
+    pub example_image: Arc<std::sync::OnceLock<String>>,
+    /// The next summary is the last (it then says so).
+    pub last: bool,
+    /// Table frames drawn with rows or after a full interval.
+    frames: u64,
 }
 
 impl Render {
@@ -69,7 +74,9 @@ impl Render {
                 .as_deref()
                 .is_none_or(|o| o == std::path::Path::new("-")),
             selectors: args.containers.clone(),
-            example_image: None,
+            example_image: Arc::default(),
+            last: false,
+            frames: 0,
         }
     }
 
@@ -110,7 +117,9 @@ impl Render {
 
     /// One task event's line.
     pub fn task(&mut self, ev: &Event, container: Option<&Container>, container_json: &Arc<str>) {
-        if !self.json_out() || self.summary_only {
+        // Count mode has no per-event lines: its lifecycle events are
+        // counted in the summaries.
+        if !self.json_out() || self.summary_only || self.mode == Mode::Count {
             return;
         }
         let Some(h) = ev.header() else { return };
@@ -228,14 +237,23 @@ impl Render {
         let mut o = Obj::new(&mut self.sink.buf);
         o.str("type", "summary")
             .i64("ts", s.ts)
-            .f64("interval_s", s.interval_s)
-            .value("kernel", &kernel)
+            .f64("interval_s", s.interval_s);
+        if self.last {
+            o.raw("final", "true");
+        }
+        o.value("kernel", &kernel)
             .value("containers", &list)
             .value("loss", &s.loss);
         o.end();
     }
 
     fn summary_table(&mut self, s: &Summary) {
+        if self.last && s.entries.is_empty() && self.frames > 0 {
+            // A run ended moments after a frame: that frame, showing what
+            // ran, stays as the room's last screen.
+            return;
+        }
+        self.frames += 1;
         let capacity = s.interval_s * 1e9 * self.ncpus as f64;
         let mut rows: Vec<table::Row> = s
             .entries
@@ -281,7 +299,7 @@ impl Render {
                 self.selectors.join(", --container ")
             );
         }
-        match &self.example_image {
+        match self.example_image.get() {
             Some(i) => format!("(no container activity in the last {interval_s:.1}s: start one, e.g. docker run --rm --network none {i} uname -r)"),
             None => format!("(no container activity in the last {interval_s:.1}s: start a container in another terminal)"),
         }

@@ -12,7 +12,7 @@ use std::{
     path::Path,
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytes::Bytes;
 
 use self::writer::Writer;
