@@ -91,6 +91,10 @@ pub struct CgroupState {
     /// Name lookup sent and not yet answered, since when.
     pub name_pending: Option<Instant>,
     pub name_failed: Option<Instant>,
+    /// Whoever names this runtime's containers has answered: no more
+    /// lookups, even where the answer had no image (an LXC container made
+    /// without a template).
+    pub name_known: bool,
 }
 
 impl CgroupState {
@@ -103,6 +107,7 @@ impl CgroupState {
             removed: None,
             name_pending: None,
             name_failed: None,
+            name_known: false,
         };
         s.render();
         s
@@ -119,14 +124,15 @@ impl CgroupState {
     /// path did: a name for the engines' containers, an image (template) for
     /// LXC's. nspawn machines are known by their path alone.
     fn wants_name(&self) -> bool {
-        self.container.as_ref().is_some_and(|c| {
-            !c.id.is_empty()
-                && match c.runtime {
-                    "docker" | "podman" | "kubernetes" | "containerd" => c.name.is_none(),
-                    "lxc" => c.image.is_none(),
-                    _ => false,
-                }
-        })
+        !self.name_known
+            && self.container.as_ref().is_some_and(|c| {
+                !c.id.is_empty()
+                    && match c.runtime {
+                        "docker" | "podman" | "kubernetes" | "containerd" => c.name.is_none(),
+                        "lxc" => c.image.is_none(),
+                        _ => false,
+                    }
+            })
     }
 }
 
@@ -318,9 +324,9 @@ impl Registry {
                 c.kubernetes = reply.kubernetes.clone();
                 s.container = Some(Arc::new(c));
                 s.render();
-            }
-            if s.wants_name() {
-                // No (or not all of it): retry_names asks again later.
+                s.name_known = true;
+            } else {
+                // retry_names asks again later.
                 s.name_failed = Some(Instant::now());
             }
             done.push(*id);
@@ -429,5 +435,35 @@ mod tests {
         r.learn(5, "/system.slice/ssh.service");
         assert_eq!(&*r.get(5).json, "null");
         assert_eq!(&*r.get(123456).json, "null");
+    }
+
+    #[test]
+    fn each_runtime_is_asked_once_and_an_answer_without_image_is_final() {
+        let mut r = Registry::new(None);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        r.set_resolver(tx);
+        r.learn(1, &format!("/default/{DOCKER_ID}"));
+        let req = rx.try_recv().expect("containerd containers are looked up");
+        assert_eq!(req.runtime, Runtime::Containerd);
+        assert_eq!(req.namespace.as_deref(), Some("default"));
+        r.learn(2, "/lxc.payload.c1");
+        let req = rx
+            .try_recv()
+            .expect("LXC containers are asked for their template");
+        assert_eq!((req.runtime, req.id.as_str()), (Runtime::Lxc, "c1"));
+        assert!(r.get(2).json.contains("\"name\":\"c1\""));
+        r.apply_name(&NameReply {
+            id: "c1".into(),
+            name: Some("c1".into()),
+            ..Default::default()
+        });
+        r.learn(3, "/machine.slice/systemd-nspawn@web.service/payload");
+        r.scan();
+        r.retry_names();
+        assert!(
+            rx.try_recv().is_err(),
+            "nspawn is named by its path, and a template-less LXC container is not asked again"
+        );
+        assert!(!r.awaiting_name(2) && !r.awaiting_name(3));
     }
 }
