@@ -798,8 +798,12 @@ fn a_hanging_containerd_socket_delays_no_event_and_warns_once() {
         })
         .collect();
     assert_eq!(own.len(), 1206, "every call, without a name");
-    assert!(own.iter().all(|e| e["container"]["runtime"] == "containerd"
-        && e["container"]["name"].is_null()
+    let start = rec
+        .of_type("container")
+        .find(|c| c["event"] == "start" && c["container"]["id"] == id.as_str())
+        .expect("a start record");
+    assert_eq!(start["container"]["runtime"], "containerd", "{start}");
+    assert!(own.iter().all(|e| e["container"]["name"].is_null()
         && e["pidns"] == report(&out)["pidns"]
         && !shims.contains(&(e["pid"].as_u64().unwrap() as u32))));
     let warnings = rec

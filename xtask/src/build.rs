@@ -204,13 +204,17 @@ pub fn test(extra: &[String]) -> Result<()> {
     if let Err(e) = crate::fleet::ensure_prometheus() {
         eprintln!("xtask: no prometheus for the metrics tests: {e:#}");
     }
-    let runtimes = crate::runtimes::ensure_runtimes();
+    // The runtimes (and a containerd) only for a run that includes their
+    // tests: the whole suite, or one that names them.
+    let runtimes = (extra.is_empty() || extra.iter().any(|a| a.contains("runtimes")))
+        .then(crate::runtimes::ensure_runtimes);
     match &runtimes {
-        Ok(r) => {
+        Some(Ok(r)) => {
             c.env("OBSERVER_TEST_RUNTIMES", "1");
             c.env("OBSERVER_TEST_CONTAINERD", &r.containerd_socket);
         }
-        Err(e) => eprintln!("xtask: no container runtimes for the runtime tests: {e:#}"),
+        Some(Err(e)) => eprintln!("xtask: no container runtimes for the runtime tests: {e:#}"),
+        None => {}
     }
     // QEMU, the guest kernel and static binaries for the VM tests.
     crate::guest::test_env(&mut c, &["bookworm"]);
