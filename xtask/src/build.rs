@@ -218,6 +218,15 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     // QEMU, the guest kernel and static binaries for the VM tests.
     crate::guest::test_env(&mut c, &["bookworm"]);
+    // The observer's image, for the test that runs the DaemonSet's pod spec.
+    if engine.is_ok() {
+        match crate::fleet::image() {
+            Ok(i) => {
+                c.env("OBSERVER_IMAGE", i.name);
+            }
+            Err(e) => eprintln!("xtask: no observer image for the pod-spec test: {e:#}"),
+        }
+    }
     match crate::fleet::ensure_kubernetes_validate() {
         Ok(exe) => {
             c.env("OBSERVER_KUBERNETES_VALIDATE", exe);

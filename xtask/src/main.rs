@@ -49,6 +49,10 @@ enum Cmd {
     },
     /// Check every prerequisite; one line each, with the fix.
     Doctor,
+    /// Build the observer's container image from its static binary: `docker
+    /// import`ed as observer:VERSION, and an OCI archive under target/image/
+    /// for `ctr images import`.
+    Image,
     /// Measure the observer's overhead, throughput, CPU and memory against
     /// the floor and bpftrace; writes target/bench/report.{json,md}.
     Bench {
@@ -88,6 +92,7 @@ fn main() {
         Cmd::Test { args } => build::test(&args),
         Cmd::Install { prefix } => build::install(&prefix).map(|_| ()),
         Cmd::Doctor => doctor::doctor(),
+        Cmd::Image => fleet::image().map(|i| println!("{} {}", i.name, i.oci_archive.display())),
         Cmd::Demo { args } => build::demo(&args),
         Cmd::GuestKernel { suite } => {
             guest::fetch_kernel(&suite).map(|k| println!("{}", k.to_json()))
