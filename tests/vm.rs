@@ -179,3 +179,192 @@ fn a_file_that_is_not_a_kernel_is_one_clear_error() {
     );
     let _ = std::fs::remove_file(initrd);
 }
+
+/// `observer demo --vm` with the test's guest pieces; returns the child.
+fn demo(g: &common::vm::Guest, extra: &[&str], stream: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(common::OBSERVER);
+    c.args(["demo", "--vm", "--vm-kernel"])
+        .arg(&g.kernel)
+        .arg("--workload")
+        .arg(&g.workload)
+        .arg("--stream-file")
+        .arg(stream)
+        .args(extra)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+#[test]
+fn the_demo_sets_a_container_and_a_vm_side_by_side() {
+    let Some(image) = common::docker_image() else {
+        return;
+    };
+    let Some(g) = common::vm::guest(None) else {
+        return;
+    };
+    let stream = std::env::temp_dir().join(format!(
+        "observer-test-vm-demo-{}.jsonl",
+        std::process::id()
+    ));
+    let child = demo(&g, &["--image", &image, "--calls", "500"], &stream)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start observer demo --vm");
+    let pid = child.id();
+    // A time box around the whole demo: kill it past 6 minutes.
+    let guard = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(360));
+        // SAFETY: kill(2) on the demo we started (a no-op once reaped and
+        // the PID not reused within the test).
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(guard);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed ({}): {}\n{stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = common::json_lines(&stream);
+    let host = KernelInfo::read();
+    let vm = records
+        .iter()
+        .find(|r| r["type"] == "vm")
+        .unwrap_or_else(|| panic!("no vm record:\n{stdout}"));
+    let contrast = records.iter().find(|r| r["type"] == "contrast").unwrap();
+    let c = &contrast["container"];
+    // The container's workload ran on this kernel; the VM's on its own.
+    assert_eq!(c["boot_id"], host.boot_id.as_str());
+    assert_eq!(c["release"], host.release.as_str());
+    assert_ne!(vm["boot_id"], host.boot_id.as_str(), "{vm}");
+    // Exactly N of the container's calls reached this kernel, none of the VM's.
+    assert_eq!(c["guest_reported"], 500);
+    assert_eq!(c["host_saw"], 500, "{c}");
+    assert_eq!(vm["guest_reported"], 500);
+    assert_eq!(vm["host_saw"], 0, "{vm}");
+    // Only the VMM is what the host sees of the VM.
+    let vmm = vm["vmm_pid"].as_u64().unwrap();
+    assert!(
+        vm["vmm_pids_seen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| *p == vmm),
+        "{vm}"
+    );
+    assert!(vm["vmm_syscalls"].as_u64().unwrap() > 0, "{vm}");
+    assert!(vm["boot_ms"].as_f64().unwrap() > 0.0);
+    assert!(vm["hwm_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(contrast["vm"], *vm);
+    assert!(stdout.contains("side by side"), "{stdout}");
+    assert!(stdout.contains("0 of 500 getppid"), "{stdout}");
+    assert!(stdout.contains("500 of 500 getppid"), "{stdout}");
+    eprintln!("{stdout}");
+    let _ = std::fs::remove_file(&stream);
+}
+
+/// Host processes whose parent is `ppid` and whose name starts with `comm`.
+fn children_named(ppid: u32, comm: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") "))
+        else {
+            continue;
+        };
+        let parent: Option<u32> = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if name.starts_with(comm) && parent == Some(ppid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+    })
+}
+
+#[test]
+fn no_qemu_remains_after_a_ctrl_c_in_the_middle_of_the_boot() {
+    if !common::privileged() {
+        return;
+    }
+    let Some(g) = common::vm::guest(None) else {
+        return;
+    };
+    let stream =
+        std::env::temp_dir().join(format!("observer-test-vm-int-{}.jsonl", std::process::id()));
+    let mut child = demo(&g, &["--unshare", "--accel", "tcg"], &stream)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start observer demo --vm");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let qemu = loop {
+        if let Some(q) = children_named(child.id(), "qemu-system").first() {
+            break *q;
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the demo ended ({s}) before QEMU started");
+        }
+        assert!(Instant::now() < deadline, "no QEMU within 180 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // In the middle of the boot: QEMU runs, the guest has not reported yet.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = common::wait_for(&mut child, Duration::from_secs(60), "demo after SIGINT");
+    assert!(!status.success(), "an interrupted demo says so");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(qemu) {
+        assert!(Instant::now() < deadline, "QEMU {qemu} outlived the demo");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(&stream);
+}
+
+#[test]
+fn a_bad_vm_kernel_is_one_clear_error() {
+    let Some(g) = common::vm::guest(None) else {
+        return;
+    };
+    let stream =
+        std::env::temp_dir().join(format!("observer-test-vm-bad-{}.jsonl", std::process::id()));
+    let mut c = std::process::Command::new(common::OBSERVER);
+    c.args([
+        "demo",
+        "--unshare",
+        "--vm",
+        "--vm-kernel",
+        "/etc/hostname",
+        "--workload",
+    ])
+    .arg(&g.workload)
+    .arg("--stream-file")
+    .arg(&stream);
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--vm-kernel") && err.contains("/etc/hostname"),
+        "{err}"
+    );
+    assert!(
+        err.contains("kernel image") || err.contains("too short"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}

@@ -82,6 +82,8 @@ pub struct Attributor {
     warned_names: bool,
     /// cgroup-v1-only hosts: attribution from /proc/PID/cgroup.
     v1: Option<V1Attribution>,
+    /// Host cgroups shown without --host (`--host-cgroup`: the demo's VMM).
+    host_cgroup_ids: FxHashSet<u64>,
 }
 
 impl Attributor {
@@ -97,6 +99,13 @@ impl Attributor {
             judged: FxHashSet::default(),
             warned_names: false,
             v1: None,
+            // A cgroup's ID is its directory's inode.
+            host_cgroup_ids: args
+                .host_cgroups
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .collect(),
         }
     }
 
@@ -178,7 +187,7 @@ impl Attributor {
         let (container, json) = (state.container.clone(), state.json.clone());
         let pending_name = state.name_pending.is_some();
         match &container {
-            None if !self.host => {
+            None if !self.host && !self.host_cgroup_ids.contains(&cg) => {
                 self.judge(cg, true);
                 None
             }

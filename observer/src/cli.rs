@@ -96,6 +96,10 @@ pub struct WatchArgs {
     /// a host without cgroup2 (the default there).
     #[arg(long, hide = true)]
     pub cgroup_v1: bool,
+    /// Also show the processes of this host cgroup (a cgroup2 directory),
+    /// without --host: the demo's VMM (repeatable).
+    #[arg(long = "host-cgroup", value_name = "PATH", hide = true)]
+    pub host_cgroups: Vec<PathBuf>,
     /// Docker Engine API socket, for container names.
     #[arg(long, default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,
@@ -200,6 +204,33 @@ pub struct DemoArgs {
     /// xtask demo` passes the one it builds locally).
     #[arg(long)]
     pub fallback_image: Option<String>,
+    /// Also boot a small VM running the same workload as its /init, with a
+    /// kernel of its own, and set it beside the container.
+    #[arg(long)]
+    pub vm: bool,
+    /// No VM (overrides --vm; `cargo xtask demo` turns the VM on by default).
+    #[arg(long)]
+    pub no_vm: bool,
+    /// The VM's kernel: a bzImage (`cargo xtask demo` fetches Debian's).
+    #[arg(long, value_name = "PATH")]
+    pub vm_kernel: Option<PathBuf>,
+    /// The VM's CPU: KVM when it works, else TCG (auto); or force one.
+    #[arg(long, value_enum, default_value_t = crate::vm::qemu::Accel::Auto)]
+    pub accel: crate::vm::qemu::Accel,
+    /// The static observer-workload run in the container and as the VM's
+    /// /init; default: the one beside this binary, if it is static.
+    #[arg(long, value_name = "PATH")]
+    pub workload: Option<PathBuf>,
+    /// How many calls of the workload's syscall (getppid) each world makes.
+    #[arg(long, default_value_t = 500)]
+    pub calls: u64,
+    /// Time box for the VM's boot, in seconds.
+    #[arg(long, default_value_t = 240.0, value_parser = positive_secs)]
+    pub vm_timeout: f64,
+    /// How long KVM gets to show the guest's first kernel line before the
+    /// fallback to TCG, in seconds.
+    #[arg(long, default_value_t = 8.0, value_parser = positive_secs, hide = true)]
+    pub kvm_timeout: f64,
 }
 
 #[cfg(test)]

@@ -211,6 +211,15 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
     // Namespaces made by unshare live in the host's cgroups.
     watch.host = image.is_none();
     let _ = std::fs::remove_file(&stream);
+    // The VM half (and the same workload in a container), when asked for.
+    let mut vm = if args.vm && !args.no_vm {
+        Some(crate::vm::lesson::DemoVm::new(&args)?)
+    } else {
+        None
+    };
+    watch
+        .host_cgroups
+        .extend(vm.as_ref().and_then(|v| v.host_cgroup()));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let observer = tokio::spawn(crate::daemon::run_until(watch, async {
@@ -271,6 +280,16 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
             key,
         });
     }
+    if let Some(vm) = &mut vm {
+        if let Err(e) = vm.run_container(image.as_deref()).await {
+            notes.push(format!("{e:#}"));
+        }
+        if let Err(e) = vm.run_vm().await {
+            let _ = stop_tx.send(());
+            let _ = observer.await;
+            return Err(e);
+        }
+    }
     // Late records (exits, cgroup removal) and the last summary.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let _ = stop_tx.send(());
@@ -284,12 +303,34 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
         .collect();
     let verdict = verdict(&records, &ran, image.is_some(), &virtualization());
     print!("{verdict}");
+    if let Some(vm) = &vm {
+        let (extra, table) = vm.verdict(&records);
+        append_records(&stream, &extra)?;
+        println!(
+            "\nThe same workload ({} getppid calls) in a container and as a VM's /init, side by side:\n",
+            args.calls
+        );
+        print!("{table}");
+    }
     let path = std::fs::canonicalize(&stream).unwrap_or(stream);
     println!(
         "\nThe full JSON stream ({} records) is in {}",
         records.len(),
         path.display()
     );
+    Ok(())
+}
+
+/// Appends records (the demo's own) to the stream file.
+fn append_records(stream: &Path, records: &[Value]) -> Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(stream)
+        .with_context(|| format!("append to {}", stream.display()))?;
+    for r in records {
+        writeln!(f, "{r}").with_context(|| format!("append to {}", stream.display()))?;
+    }
     Ok(())
 }
 

@@ -181,6 +181,9 @@ pub fn demo(args: &[String]) -> Result<()> {
         all.push("--fallback-image".into());
         all.push(e.image.clone());
     }
+    if !args.iter().any(|a| a == "--no-vm") {
+        all.extend(crate::guest::demo_vm_args(args));
+    }
     all.extend_from_slice(args);
     let code = run_as_root(&bin, &all)?;
     drop(engine);

@@ -344,6 +344,42 @@ pub fn test_env(cmd: &mut Command, suites: &[&str]) {
     }
 }
 
+/// `observer demo` arguments for the VM half (on by default): QEMU
+/// installed, the bookworm kernel (unless `--vm-kernel` is given) and the
+/// static workload. A piece that can't be had is said here and left out;
+/// the demo then names it in its verdict, and the container half runs.
+pub fn demo_vm_args(given: &[String]) -> Vec<String> {
+    let mut a = vec!["--vm".to_owned()];
+    if let Err(e) = ensure_qemu() {
+        eprintln!("xtask: no QEMU for the demo's VM: {e:#}");
+    }
+    if !given
+        .iter()
+        .any(|g| g == "--vm-kernel" || g.starts_with("--vm-kernel="))
+    {
+        match fetch_kernel("bookworm") {
+            Ok(k) => {
+                a.push("--vm-kernel".into());
+                a.push(k.vmlinuz.display().to_string());
+            }
+            Err(e) => eprintln!("xtask: no guest kernel for the demo's VM: {e:#}"),
+        }
+    }
+    if !given
+        .iter()
+        .any(|g| g == "--workload" || g.starts_with("--workload="))
+    {
+        match build_static() {
+            Ok(b) => {
+                a.push("--workload".into());
+                a.push(b.workload.display().to_string());
+            }
+            Err(e) => eprintln!("xtask: no static workload for the demo's VM: {e:#}"),
+        }
+    }
+    a
+}
+
 /// QEMU for this machine's architecture, installed when missing.
 pub fn ensure_qemu() -> Result<PathBuf> {
     let (binary, package) = if cfg!(target_arch = "aarch64") {

@@ -9,10 +9,12 @@
 //! - `init`: the guest's `/init` (a mode of the static `observer-workload`):
 //!   mounts, the workload, programs to run from the kernel command line,
 //!   power off.
+//! - `lesson`: the demo's VM half and the side-by-side verdict.
 //!
 //! The guest kernel and the static binaries come from xtask
 //! (`xtask/src/guest.rs`).
 
 pub mod init;
 pub mod initramfs;
+pub mod lesson;
 pub mod qemu;
