@@ -315,6 +315,8 @@ pub struct Vm {
     pending: VecDeque<String>,
     tail: Arc<Mutex<VecDeque<String>>>,
     stderr: Arc<Mutex<String>>,
+    /// (VmRSS, VmHWM) of QEMU at its latest console line.
+    memory: Arc<Mutex<Option<(u64, u64)>>>,
     status: Option<ExitStatus>,
 }
 
@@ -428,6 +430,8 @@ impl Vm {
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stdout = child.stdout.take().expect("piped");
         let t = tail.clone();
+        let memory = Arc::new(Mutex::new(None));
+        let m = memory.clone();
         tokio::spawn(async move {
             let mut r = BufReader::new(stdout);
             let mut buf = Vec::new();
@@ -446,6 +450,14 @@ impl Vm {
                         t.pop_front();
                     }
                     t.push_back(line.clone());
+                }
+                // Sampled as the guest speaks: a guest that reports and
+                // powers off at once leaves no /proc entry to read later.
+                if let Some(now) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|s| parse_rss_hwm(&s))
+                {
+                    *m.lock().expect("not poisoned") = Some(now);
                 }
                 // The receiver may be gone: keep draining so QEMU never
                 // blocks on a full pipe.
@@ -476,6 +488,7 @@ impl Vm {
             pending: VecDeque::new(),
             tail,
             stderr,
+            memory,
             status: None,
         })
     }
@@ -574,10 +587,13 @@ impl Vm {
     }
 
     /// The VMM process's resident and peak resident memory (bytes), from
-    /// /proc/PID/status; `None` once it has exited.
+    /// /proc/PID/status now, or as sampled at its latest console line once
+    /// it has exited; `None` if it never printed a line.
     pub fn memory(&self) -> Option<(u64, u64)> {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        parse_rss_hwm(&s)
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|s| parse_rss_hwm(&s))
+            .or(*self.memory.lock().expect("not poisoned"))
     }
 
     /// Kills QEMU and reaps it.
