@@ -817,6 +817,58 @@ fn a_full_ring_buffer_is_reported_as_loss_per_cgroup_and_cpu() {
     assert!(last["lost_total"].as_u64().unwrap() >= lost_here);
 }
 
+/// Containers that come and go while a flood fills the ring buffer: each
+/// one seen starting is also seen ending. The cgroup records must not be
+/// crowded out by syscall records (a lost `cgroup_rmdir` meant no exit
+/// record, and the container's state kept for ever).
+#[test]
+fn container_exits_are_not_lost_in_a_flood() {
+    if !privileged() {
+        return;
+    }
+    let flood = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    let obs = Observer::start(&["--ring-buffer-kb", "16", "--interval", "0.5"]);
+    let path = flood.path.to_string_lossy().into_owned();
+    let flooders: Vec<_> = (0..2)
+        .map(|_| workload_spawn(&["--cgroup", &path, "--calls", "3000000"]))
+        .collect();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let id = fake_id();
+        let mut cg = TestCgroup::new(&format!("/docker/{id}"));
+        let p = cg.path.to_string_lossy().into_owned();
+        workload(&["--cgroup", &p, "--calls", "200"]);
+        cg.remove();
+        ids.push(id);
+    }
+    for f in flooders {
+        workload_wait(f);
+    }
+    // Removals are reconciled with cgroupfs within two checks a second
+    // apart, should a record still be missing.
+    std::thread::sleep(Duration::from_millis(2500));
+    let rec = obs.stop();
+    assert!(
+        rec.of_type("loss").any(|l| l["lost"].as_u64() > Some(0)),
+        "the ring overflowed"
+    );
+    let mut started = 0;
+    for id in &ids {
+        let events: Vec<_> = rec
+            .of_type("container")
+            .filter(|c| c["container"]["id"] == id.as_str())
+            .map(|c| c["event"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if events.is_empty() {
+            // All its records lost to the flood: it never started for us.
+            continue;
+        }
+        started += 1;
+        assert_eq!(events, ["start", "exit"], "container {id}");
+    }
+    assert!(started > 0, "some of the containers were seen");
+}
+
 /// Nothing listens on a network port: none of the observer's sockets is a
 /// listening TCP socket or a bound UDP one.
 #[test]

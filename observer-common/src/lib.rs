@@ -5,8 +5,11 @@
 //! ring buffer. Every ring-buffer record starts with a `u32` kind.
 #![no_std]
 
-/// Ring buffer carrying every streamed record.
+/// Ring buffer carrying every streamed task record.
 pub const MAP_EVENTS: &str = "EVENTS";
+/// Ring buffer of their own for `CgroupRecord`s: a flood of syscall records
+/// must not crowd out a container's start or end.
+pub const MAP_CGROUP_EVENTS: &str = "CGROUP_EVENTS";
 /// Per-CPU array of `CountSlot`: `--mode count`'s fast path, a direct-mapped
 /// table indexed by cgroup ID.
 pub const MAP_COUNT_SLOTS: &str = "COUNT_SLOTS";

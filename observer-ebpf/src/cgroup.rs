@@ -1,6 +1,7 @@
 //! `cgroup_mkdir` / `cgroup_rmdir`: the path of every new cgroup, handed over
 //! by the kernel at the moment it is made, so that a container that lives for
-//! milliseconds is still named by its path after its cgroup is gone.
+//! milliseconds is still named by its path after its cgroup is gone. They go
+//! through a ring buffer of their own (`CGROUP_EVENTS`).
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str_bytes},
@@ -10,7 +11,7 @@ use aya_ebpf::{
 use observer_common::{CgroupRecord, KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR};
 
 use crate::{
-    maps::{rare_wakeup, record_loss, ro, EVENTS, OFFSETS},
+    maps::{rare_wakeup, record_loss, ro, CGROUP_EVENTS, OFFSETS},
     task::{cgroup_kn_id, ld},
 };
 
@@ -30,7 +31,9 @@ fn emit(ctx: &BtfTracePointContext, kind: u32) -> i32 {
     let cgrp: *const u8 = ctx.arg(0);
     let path: *const u8 = ctx.arg(1);
     let id = cgroup_kn_id(cgrp);
-    let Some(mut entry) = EVENTS.reserve::<CgroupRecord>(0) else {
+    // A ring of their own: syscall records filling the event ring can't
+    // crowd these out.
+    let Some(mut entry) = CGROUP_EVENTS.reserve::<CgroupRecord>(0) else {
         record_loss(id);
         return 0;
     };

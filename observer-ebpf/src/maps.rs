@@ -14,6 +14,11 @@ use observer_common::{
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
+/// `cgroup_mkdir`/`cgroup_rmdir` records only (~300 bytes each, a few per
+/// container): room for about 900 between two reads.
+#[map(name = "CGROUP_EVENTS")]
+pub static CGROUP_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 18, 0);
+
 #[map(name = "COUNT_SLOTS")]
 pub static COUNT_SLOTS_MAP: PerCpuArray<CountSlot> = PerCpuArray::with_max_entries(COUNT_SLOTS, 0);
 

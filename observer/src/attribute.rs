@@ -9,7 +9,11 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    fs,
+    os::unix::fs::MetadataExt,
+    path::Path,
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -19,6 +23,9 @@ use crate::{
     container::{docker::NameReply, v1::V1Attribution, Container, Registry},
     decode::{cstr, Event},
 };
+
+/// How often started containers' cgroups are checked against cgroupfs.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 
 /// Events held per cgroup while its name is looked up, at most.
 pub const MAX_HELD: usize = 16_384;
@@ -84,6 +91,9 @@ pub struct Attributor {
     v1: Option<V1Attribution>,
     /// Host cgroups shown without --host (`--host-cgroup`: the demo's VMM).
     host_cgroup_ids: FxHashSet<u64>,
+    /// Started cgroups found missing from cgroupfs at the last check.
+    missing: FxHashSet<u64>,
+    last_reconcile: Option<Instant>,
 }
 
 impl Attributor {
@@ -106,6 +116,8 @@ impl Attributor {
                 .filter_map(|p| std::fs::metadata(p).ok())
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
                 .collect(),
+            missing: FxHashSet::default(),
+            last_reconcile: None,
         }
     }
 
@@ -208,6 +220,12 @@ impl Attributor {
                 Some((container, json))
             }
         }
+    }
+
+    /// Whether records of this cgroup can be attributed: its path is known
+    /// (with v1 attribution, every task is looked up by PID).
+    pub fn knows(&self, cg: u64) -> bool {
+        self.v1.is_some() || self.registry.peek(cg).is_some()
     }
 
     /// Whether a cgroup belongs to a container that has started and not
@@ -348,16 +366,51 @@ impl Attributor {
 
     /// Periodic housekeeping: waits that are over, cgroups long gone.
     /// Returns the cgroups forgotten, whose state elsewhere can go too.
-    pub fn housekeeping(&mut self, out: &mut Vec<Attributed>) -> Vec<u64> {
+    pub fn housekeeping(&mut self, now_ts: u64, out: &mut Vec<Attributed>) -> Vec<u64> {
         for cg in self.registry.expired_waits() {
             self.release(cg, out);
         }
+        self.reconcile(now_ts, out);
         self.registry.retry_names();
         let removed = self.registry.evict();
         for cg in &removed {
             self.judged.remove(cg);
         }
         removed
+    }
+
+    /// Started containers' cgroups checked against cgroupfs, at most every
+    /// `RECONCILE_EVERY`: one found gone at two checks in a row is removed
+    /// (its `cgroup_rmdir` record was lost). Two checks, so that its last
+    /// events, still in the ring buffer at the first, are read first.
+    fn reconcile(&mut self, now_ts: u64, out: &mut Vec<Attributed>) {
+        if self.v1.is_some()
+            || self
+                .last_reconcile
+                .is_some_and(|t| t.elapsed() < RECONCILE_EVERY)
+        {
+            return;
+        }
+        let Some(root) = self.registry.root().map(Path::to_path_buf) else {
+            return;
+        };
+        self.last_reconcile = Some(Instant::now());
+        let mut gone = Vec::new();
+        for &cg in &self.started_cgroups {
+            let Some(s) = self.registry.peek(cg) else {
+                continue;
+            };
+            let dir = root.join(s.path.trim_start_matches('/'));
+            if fs::metadata(&dir).is_ok_and(|m| m.ino() == cg) {
+                self.missing.remove(&cg);
+            } else if !self.missing.insert(cg) {
+                gone.push(cg);
+            }
+        }
+        for cg in gone {
+            self.missing.remove(&cg);
+            self.cgroup_removed(cg, now_ts, out);
+        }
     }
 
     #[cfg(test)]

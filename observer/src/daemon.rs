@@ -2,13 +2,16 @@
 //! kernel wakes it, and drives the pipeline until a signal, `--duration`, or
 //! a closed output ends it. Everything attached is released on the way out.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use observer_common::{
-    CountKey, CountSlot, CGROUP_DROP, CGROUP_PASS, COUNT_SLOTS, COUNT_SLOT_NRS, MODE_COUNT,
-    MODE_STREAM, STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS,
+    CountKey, CountSlot, CGROUP_DROP, CGROUP_PASS, COUNT_SLOTS, COUNT_SLOT_NRS, KIND_CGROUP_RMDIR,
+    MODE_COUNT, MODE_STREAM, STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS,
 };
 use tokio::{
     io::{unix::AsyncFd, Interest},
@@ -19,6 +22,7 @@ use tokio::{
 use crate::{
     cli::{Mode, WatchArgs},
     container::{docker, Registry},
+    decode,
     kernel_info::boot_to_unix_offset_ns,
     loader::{self, Counters, LoadOptions, Loaded},
     output::{open_output, Sink},
@@ -153,14 +157,75 @@ const FINISH_WRITING: Duration = Duration::from_secs(3);
 /// reader, the ring never empties, and signals and ticks must still get in.
 const DRAIN_BATCH: usize = 16 * 1024;
 
-/// Reads up to `DRAIN_BATCH` records; true when the ring was emptied.
-fn drain(ring: &mut RingBuf<MapData>, p: &mut Pipeline) -> bool {
-    for _ in 0..DRAIN_BATCH {
-        match ring.next() {
-            Some(item) => p.record(&item),
-            None => return true,
+/// The longest a cgroup removal waits for the event ring to empty (under a
+/// flood that never lets it) before it is applied anyway.
+const REMOVAL_WAIT: Duration = Duration::from_secs(1);
+
+/// The cgroup records' own ring, and the removals read from it that wait
+/// for the event ring.
+struct CgroupRing {
+    ring: AsyncFd<RingBuf<MapData>>,
+    removals: Vec<(Instant, Vec<u8>)>,
+}
+
+impl CgroupRing {
+    /// Reads every cgroup record. A `cgroup_mkdir` is applied at once: it
+    /// is made before any task can enter the cgroup, so before any event of
+    /// it. A `cgroup_rmdir` waits until the event ring has been emptied once
+    /// after it was read: every event of the cgroup was in that ring before
+    /// the cgroup could be removed, so by then each has been handled, and
+    /// the container's exit comes after its last event.
+    fn drain(&mut self, p: &mut Pipeline) {
+        while let Some(item) = self.ring.get_mut().next() {
+            if decode::kind(&item) == Some(KIND_CGROUP_RMDIR) {
+                self.removals.push((Instant::now(), item.to_vec()));
+            } else {
+                p.record(&item);
+            }
         }
     }
+
+    /// Applies the removals read so far (`all`: the event ring was emptied
+    /// since), or those that waited `REMOVAL_WAIT`.
+    fn apply_removals(&mut self, p: &mut Pipeline, all: bool) {
+        if self.removals.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.removals.retain(|(t, r)| {
+            let due = all || now.duration_since(*t) >= REMOVAL_WAIT;
+            if due {
+                p.record(r);
+            }
+            !due
+        });
+    }
+}
+
+/// Reads up to `DRAIN_BATCH` records; true when the ring was emptied.
+fn drain(ring: &mut RingBuf<MapData>, cgroups: &mut CgroupRing, p: &mut Pipeline) -> bool {
+    cgroups.drain(p);
+    // Runs of records from one cgroup are the common case: check each new
+    // cgroup once.
+    let mut known = u64::MAX;
+    for _ in 0..DRAIN_BATCH {
+        let Some(item) = ring.next() else {
+            cgroups.apply_removals(p, true);
+            return true;
+        };
+        if let Some(cg) = decode::task_cgroup(&item) {
+            if cg != known {
+                if !p.knows_cgroup(cg) {
+                    // Its `cgroup_mkdir` was committed before this record:
+                    // it is in the cgroup ring by now.
+                    cgroups.drain(p);
+                }
+                known = cg;
+            }
+        }
+        p.record(&item);
+    }
+    cgroups.apply_removals(p, false);
     false
 }
 
@@ -323,6 +388,7 @@ async fn run_loop(
     let Loaded {
         ebpf,
         events,
+        cgroup_events,
         count_slots,
         counts,
         loss,
@@ -342,6 +408,13 @@ async fn run_loop(
     let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
         .context("watch the ring buffer")?;
+    // SAFETY: as above.
+    let mut cgroups = CgroupRing {
+        ring: unsafe { AsyncFd::register_with_interest(cgroup_events, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)
+            .context("watch the cgroup ring buffer")?,
+        removals: Vec::new(),
+    };
     let start = tokio::time::Instant::now();
     let mut summary = tokio::time::interval_at(start + interval, interval);
     // When the previous summary was taken: the last one covers exactly the
@@ -359,12 +432,12 @@ async fn run_loop(
                 let mut guard = guard.context("wait for the ring buffer")?;
                 // Only an emptied ring waits for the next wakeup; otherwise
                 // the loop comes straight back here.
-                if drain(guard.get_inner_mut(), &mut p) {
+                if drain(guard.get_inner_mut(), &mut cgroups, &mut p) {
                     guard.clear_ready();
                 }
             }
             _ = drain_tick.tick() => {
-                drain(ring.get_mut(), &mut p);
+                drain(ring.get_mut(), &mut cgroups, &mut p);
                 let removed = p.housekeeping();
                 if mode == Mode::Count {
                     free_count_slots(&mut maps, &removed);
@@ -375,12 +448,18 @@ async fn run_loop(
                     let _ = maps.loss.remove(cg);
                 }
             }
+            guard = cgroups.ring.readable_mut() => {
+                let mut guard = guard.context("wait for the cgroup ring buffer")?;
+                guard.clear_ready();
+                drop(guard);
+                cgroups.drain(&mut p);
+            }
             Some(reply) = names.recv() => p.name_reply(reply),
             _ = summary.tick() => {
                 if end.is_some_and(|e| e.saturating_duration_since(tokio::time::Instant::now()) < interval / 4) {
                     break;
                 }
-                drain(ring.get_mut(), &mut p);
+                drain(ring.get_mut(), &mut cgroups, &mut p);
                 let k = snapshot(&maps, mode);
                 last_summary = tokio::time::Instant::now();
                 p.summary(&k, interval.as_secs_f64());
@@ -407,7 +486,8 @@ async fn run_loop(
     // Last records, last summary, final loss account; then every link and
     // map is released as `ebpf` and the maps drop.
     // What is in the ring now, and no more: a busy host never empties it.
-    let _ = drain(ring.get_mut(), &mut p);
+    let _ = drain(ring.get_mut(), &mut cgroups, &mut p);
+    cgroups.apply_removals(&mut p, true);
     // Names still on their way get a last short chance.
     let grace = tokio::time::sleep(Duration::from_millis(300));
     tokio::pin!(grace);

@@ -66,6 +66,22 @@ fn read<T: Copy>(kind: u32, buf: &[u8]) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
 }
 
+/// The kind of a raw record.
+pub fn kind(buf: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(buf.get(..4)?.try_into().ok()?))
+}
+
+/// The cgroup of a raw task record, without decoding the rest.
+pub fn task_cgroup(buf: &[u8]) -> Option<u64> {
+    match kind(buf)? {
+        KIND_SYSCALL | KIND_SYSCALL_EXIT | KIND_FORK | KIND_EXEC | KIND_EXIT => {
+            let at = std::mem::offset_of!(Header, cgroup_id);
+            Some(u64::from_ne_bytes(buf.get(at..at + 8)?.try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
     let kind = match buf.get(..4) {
         Some(k) => u32::from_ne_bytes(k.try_into().expect("4 bytes")),

@@ -55,6 +55,7 @@ impl Default for LoadOptions {
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
+    pub cgroup_events: RingBuf<MapData>,
     pub count_slots: PerCpuArray<MapData, CountSlot>,
     pub counts: PerCpuHashMap<MapData, CountKey, u64>,
     pub loss: PerCpuHashMap<MapData, u64, u64>,
@@ -233,6 +234,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
 
     Ok(Loaded {
         events: take(&mut ebpf, MAP_EVENTS)?,
+        cgroup_events: take(&mut ebpf, MAP_CGROUP_EVENTS)?,
         count_slots: take(&mut ebpf, MAP_COUNT_SLOTS)?,
         counts: take(&mut ebpf, MAP_COUNTS)?,
         loss: take(&mut ebpf, MAP_LOSS)?,

@@ -167,6 +167,11 @@ impl Pipeline {
         self.flow();
     }
 
+    /// Whether records of this cgroup can be attributed (its path is known).
+    pub fn knows_cgroup(&self, cg: u64) -> bool {
+        self.attribute.knows(cg)
+    }
+
     pub fn has_held(&self) -> bool {
         self.attribute.has_held()
     }
@@ -180,7 +185,7 @@ impl Pipeline {
     /// Periodic housekeeping: waits that are over, cgroups long gone.
     /// Returns the cgroups forgotten, whose kernel-side state can go too.
     pub fn housekeeping(&mut self) -> Vec<u64> {
-        let removed = self.attribute.housekeeping(&mut self.out);
+        let removed = self.attribute.housekeeping(boot_ns(), &mut self.out);
         self.flow();
         for &cg in &removed {
             self.account.forget(cg);
