@@ -455,6 +455,7 @@ impl Bench {
         let cgroup_id = fs::metadata(&self.cgroup.path)?.ino();
         let mut received = 0;
         let mut lost = 0;
+        let mut dropped = 0;
         let mut lines = 0u64;
         let reader = BufReader::with_capacity(1 << 20, fs::File::open(&file)?);
         for l in reader.split(b'\n') {
@@ -470,6 +471,7 @@ impl Bench {
             } else if l.starts_with(br#"{"type":"loss""#) {
                 let v: Value = serde_json::from_slice(&l)?;
                 lost = v["lost_total"].as_u64().unwrap_or(0);
+                dropped = v["dropped_by_daemon"].as_u64().unwrap_or(0);
             }
         }
         let _ = fs::remove_file(&file);
@@ -477,7 +479,9 @@ impl Bench {
         Ok(json!({
             "rate": rate, "seconds": secs, "workers": workers,
             "generated": generated, "received": received, "lost": lost, "json_lines": lines,
-            "zero_drops": lost == 0 && received == generated,
+            // Lines the daemon could not hand to a slow output count too.
+            "dropped_by_daemon": dropped,
+            "zero_drops": lost == 0 && dropped == 0 && received == generated,
             // A step counts only if the workers really made that rate.
             "rate_reached": achieved >= 0.95 * rate as f64,
             "achieved_rate": achieved,
