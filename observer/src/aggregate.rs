@@ -14,6 +14,8 @@ pub struct Group {
     pub syscalls: FxHashMap<i64, u64>,
     pub total: u64,
     pub pids: BTreeSet<u32>,
+    /// Host PID -> the PID the task has in its own namespace.
+    pub ns_pids: BTreeMap<u32, u32>,
     pub pidns: Option<u32>,
     /// Every PID namespace seen in the cgroup (a container's tasks share
     /// one; the runtime's helpers briefly sit in the host's).
@@ -33,6 +35,7 @@ impl Group {
         // Runs of events from one process are the common case.
         if self.pids.last() != Some(&h.pid) {
             self.pids.insert(h.pid);
+            self.ns_pids.insert(h.pid, h.ns_pid);
         }
         if self.pidns != Some(h.pidns) {
             self.pidns = Some(h.pidns);

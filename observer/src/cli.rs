@@ -103,6 +103,16 @@ pub struct WatchArgs {
     /// Docker Engine API socket, for container names.
     #[arg(long, default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,
+    /// Serve a live page for the room at ADDR (default 127.0.0.1:7777):
+    /// the one kernel, every container, updated every interval.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_WEB
+    )]
+    pub web: Option<SocketAddr>,
     /// Podman API socket, for container names.
     #[arg(long, default_value = "/run/podman/podman.sock")]
     pub podman_socket: PathBuf,
@@ -125,6 +135,9 @@ pub struct WatchArgs {
     #[arg(long, default_value = "/run/containerd/containerd.sock")]
     pub containerd_socket: PathBuf,
 }
+
+/// Where `--web` listens unless told: loopback only.
+pub const DEFAULT_WEB: &str = "127.0.0.1:7777";
 
 fn positive_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
@@ -281,6 +294,21 @@ mod tests {
             None
         );
         assert!(Cli::try_parse_from(["observer", "--metrics-syscalls", "top:x"]).is_err());
+        assert_eq!(c.watch.web, None);
+        let web = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.watch.web);
+        assert_eq!(
+            web(&["observer", "--web"]).unwrap(),
+            Some(DEFAULT_WEB.parse().unwrap())
+        );
+        assert_eq!(
+            web(&["observer", "--web", "0.0.0.0:8080"]).unwrap(),
+            Some("0.0.0.0:8080".parse().unwrap())
+        );
+        assert_eq!(
+            web(&["observer", "demo", "--web"]).unwrap(),
+            Some(DEFAULT_WEB.parse().unwrap())
+        );
+        assert!(web(&["observer", "--web", "nowhere"]).is_err());
         assert!(Cli::try_parse_from(["observer", "--interval", "0"]).is_err());
         assert!(Cli::try_parse_from(["observer", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["observer", "--mode", "fast"]).is_err());

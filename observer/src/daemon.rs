@@ -23,10 +23,11 @@ use crate::{
     cli::{Mode, WatchArgs},
     container::{docker, Registry},
     decode,
-    kernel_info::boot_to_unix_offset_ns,
+    kernel_info::{boot_to_unix_offset_ns, HostNamespaces, KernelInfo},
     loader::{self, Counters, LoadOptions, Loaded},
     output::{open_output, Sink},
     pipeline::{boot_ns, KernelCounters, Pipeline, Taps},
+    web::{self, Feed},
 };
 
 /// How often records that were submitted without a wakeup are collected:
@@ -272,6 +273,19 @@ pub async fn run_with_taps(
         eprintln!("{w}");
     }
     let sink = Sink::threaded(open_output(args.output.as_deref())?)?;
+    // The page's port first: a taken one is an error before anything loads.
+    let (feed, server) = match args.web {
+        Some(addr) => {
+            let (feed, hub) = Feed::new(
+                KernelInfo::read(),
+                HostNamespaces::read(),
+                boot_to_unix_offset_ns(),
+                taps.lifecycle.clone(),
+            );
+            (Some(feed), Some(web::start(addr, hub)?))
+        }
+        None => (None, None),
+    };
     let loaded = loader::load(&opts)?;
 
     let (req_tx, req_rx) = mpsc::unbounded_channel();
@@ -327,6 +341,7 @@ pub async fn run_with_taps(
         crate::metrics::server::spawn(addr, m.registry()).await?;
         p.metrics = Some(m);
     }
+    p.web = feed;
     p.kernel_record();
     p.sink().flush().ok();
     if args.format == crate::cli::Format::Table {
@@ -338,7 +353,12 @@ pub async fn run_with_taps(
         });
     }
 
-    run_loop(loaded, p, &mut rep_rx, interval, mode, shutdown).await
+    let result = run_loop(loaded, p, &mut rep_rx, interval, mode, shutdown).await;
+    // The pipeline, and with it the feed, is gone: the pages' streams end.
+    if let Some(s) = server {
+        s.shutdown(Duration::from_secs(1));
+    }
+    result
 }
 
 /// An image the engine has, for the table's hint: alpine, the project's

@@ -6,7 +6,9 @@
 //! -> `pipeline`, which composes: `decode` -> `attribute` (cgroup ->
 //! container with `container`, lifecycle) -> `account` (received, lost,
 //! per-interval groups with `aggregate`) -> `summary` (the interval as data)
-//! -> `render` (lines and table into `output`), and `metrics`.
+//! -> `render` (lines and table into `output`), and `metrics`; `web` (the
+//! page for the room) reads the `roster` of running and recently exited
+//! containers.
 
 pub mod account;
 pub mod aggregate;
@@ -26,6 +28,8 @@ pub mod output;
 pub mod pipeline;
 pub mod privilege;
 pub mod render;
+pub mod roster;
 pub mod summary;
 pub mod syscalls;
 pub mod vm;
+pub mod web;

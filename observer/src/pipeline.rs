@@ -27,10 +27,15 @@ use crate::{
     attribute::{Attributed, Attributor, Lifecycle},
     cli::{Format, Mode, WatchArgs},
     container::{docker::NameReply, v1::V1Attribution, Registry},
-    decode::Event,
+    decode::{cstr, Event},
     output::Sink,
     render::Render,
+    roster::Roster,
     summary::{self, Summary},
+    web::{
+        state::{Active, Sample},
+        Feed,
+    },
 };
 
 /// Lifecycle records a slow subscriber may fall behind by before it skips
@@ -77,6 +82,11 @@ pub struct Pipeline {
     /// One-line warnings on stderr about what a person would otherwise not
     /// notice: records lost, selectors that match nothing.
     warnings: Warnings,
+    /// Running containers, busy or idle, and the recently exited ones: what
+    /// the table and the page list.
+    pub roster: Roster,
+    /// `--web`: the page's state, fed every interval.
+    pub web: Option<Feed>,
 }
 
 impl Pipeline {
@@ -89,6 +99,8 @@ impl Pipeline {
             metrics: None,
             out: Vec::new(),
             warnings: Warnings::new(&args),
+            roster: Roster::default(),
+            web: None,
             args,
         }
     }
@@ -137,9 +149,23 @@ impl Pipeline {
                     json,
                 } => {
                     self.account.task(&ev);
+                    if let (Some(w), Event::Syscall(r)) = (self.web.as_mut(), &ev) {
+                        sample(w, &self.account, self.render.clock, r);
+                    }
                     self.render.task(&ev, container.as_deref(), &json);
                 }
                 Attributed::Lifecycle(l) => {
+                    match &l {
+                        Lifecycle::Start {
+                            ts,
+                            container,
+                            json,
+                            cgroup_id,
+                        } => self.roster.start(*cgroup_id, container, json, *ts),
+                        Lifecycle::Exit { ts, cgroup_id, .. } => {
+                            self.roster.exit(*cgroup_id, *ts, Instant::now());
+                        }
+                    }
                     if let Some(m) = self.metrics.as_mut() {
                         match &l {
                             Lifecycle::Start { container, .. } => m.container_started(container),
@@ -230,6 +256,26 @@ impl Pipeline {
         }
         self.warnings.matched(&entries);
         self.warnings.lost(&loss, &mut self.attribute, false);
+        self.update_roster();
+        if let Some(w) = self.web.as_mut() {
+            let active: Vec<Active> = entries
+                .iter()
+                .filter_map(|e| {
+                    Some(Active {
+                        cgroup_id: e.cgroup_id.filter(|_| e.container.is_some())?,
+                        group: &e.group,
+                        cpu: &e.cpu,
+                    })
+                })
+                .collect();
+            w.interval(
+                &self.roster,
+                &active,
+                &loss,
+                self.account.decode_errors,
+                interval_s,
+            );
+        }
         let s = Arc::new(Summary {
             ts: self.render.clock.saturating_add_unsigned(boot_ns()),
             interval_s,
@@ -237,9 +283,50 @@ impl Pipeline {
             loss,
             decode_errors: self.account.decode_errors,
         });
-        self.render.summary(&s);
+        self.render.summary(&s, &self.roster);
         self.taps.summaries.send_replace(Some(s.clone()));
         s
+    }
+
+    /// The roster at an interval's end: exited members past their time go,
+    /// names learnt since the start are taken, containers running quietly
+    /// (no event yet) join it, and quiet ones whose cgroup went are exited.
+    fn update_roster(&mut self) {
+        let now = Instant::now();
+        self.roster.expire(now);
+        let registry = &self.attribute.registry;
+        let gone: Vec<u64> = self
+            .roster
+            .iter()
+            .filter(|(cg, m)| {
+                m.exit.is_none() && registry.peek(*cg).is_none_or(|s| s.removed.is_some())
+            })
+            .map(|(cg, _)| cg)
+            .collect();
+        let mut quiet = Vec::new();
+        for (cg, c) in registry.live_containers() {
+            match self.roster.get(cg) {
+                Some(m) if !Arc::ptr_eq(&m.container, c) => quiet.push(cg),
+                Some(_) => {}
+                // Pod-level cgroups have no container of their own; a
+                // container's nested cgroups are the container itself.
+                None if !c.id.is_empty() && !self.roster.has_container(&c.id) => quiet.push(cg),
+                None => {}
+            }
+        }
+        let ts = boot_ns();
+        for cg in gone {
+            self.roster.exit(cg, ts, now);
+        }
+        for cg in quiet {
+            if let Some((Some(c), json)) = self.attribute.wanted(cg) {
+                if self.roster.get(cg).is_some() {
+                    self.roster.rename(cg, &c, &json);
+                } else {
+                    self.roster.start(cg, &c, &json, 0);
+                }
+            }
+        }
     }
 
     /// The final accounting, at exit.
@@ -389,6 +476,27 @@ fn loss_line(lost: u64, secs: f64, who: &str) -> String {
         "warning: lost {lost} records in the last {secs:.1}s (the ring buffer was full){who}; see the \
          loss records, and try --mode count, a --syscall filter, --ring-buffer-kb 65536 or --summary-only"
     )
+}
+
+/// A few syscalls per container and interval for the page's ticker: the
+/// first ones, then one at every doubling (cheap at any rate).
+fn sample(w: &mut Feed, account: &Account, clock: i64, r: &observer_common::SyscallRecord) {
+    let h = &r.header;
+    let n = account.agg.groups.get(&h.cgroup_id).map_or(0, |g| g.total);
+    if n <= 3 || n.is_power_of_two() {
+        w.sample(
+            h.cgroup_id,
+            Sample {
+                ts: clock.saturating_add_unsigned(h.ts),
+                pid: h.pid,
+                ns_pid: h.ns_pid,
+                comm: String::from_utf8_lossy(cstr(&h.comm)).into_owned(),
+                syscall: crate::syscalls::name(r.nr)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| r.nr.to_string()),
+            },
+        );
+    }
 }
 
 /// `CLOCK_BOOTTIME` now, in ns (the kernel's event clock).

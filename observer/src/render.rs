@@ -19,6 +19,7 @@ use crate::{
         json::{self, Obj},
         table, Sink, SCHEMA_VERSION,
     },
+    roster::Roster,
     summary::Summary,
 };
 
@@ -171,10 +172,12 @@ impl Render {
     }
 
     /// The interval's summary, and a loss record when something was lost.
-    pub fn summary(&mut self, s: &Summary) {
+    /// The table lists every container of the roster (idle ones at 0/s,
+    /// exited ones for a while); the JSON summary only the active ones.
+    pub fn summary(&mut self, s: &Summary, roster: &Roster) {
         match self.format {
             Format::Json => self.summary_json(s),
-            Format::Table => self.summary_table(s),
+            Format::Table => self.summary_table(s, roster),
         }
         if self.json_out() && s.loss.lost > 0 {
             self.loss(&s.loss, s.decode_errors);
@@ -247,7 +250,7 @@ impl Render {
         o.end();
     }
 
-    fn summary_table(&mut self, s: &Summary) {
+    fn summary_table(&mut self, s: &Summary, roster: &Roster) {
         if self.last && s.entries.is_empty() && self.frames > 0 {
             // A run ended moments after a frame: that frame, showing what
             // ran, stays as the room's last screen.
@@ -255,11 +258,40 @@ impl Render {
         }
         self.frames += 1;
         let capacity = s.interval_s * 1e9 * self.ncpus as f64;
+        let shown: std::collections::HashSet<u64> =
+            s.entries.iter().filter_map(|e| e.cgroup_id).collect();
+        let quiet: Vec<crate::summary::Entry> = roster
+            .iter()
+            .filter(|(cg, _)| !shown.contains(cg))
+            .map(|(cg, m)| crate::summary::Entry {
+                container: Some(m.container.clone()),
+                json: m.json.clone(),
+                cgroup_id: Some(cg),
+                group: Default::default(),
+                cpu: BTreeMap::new(),
+            })
+            .collect();
         let mut rows: Vec<table::Row> = s
             .entries
             .iter()
+            .chain(&quiet)
             .map(|e| {
                 let (g, c) = (&e.group, &e.container);
+                let exited = e.cgroup_id.and_then(|cg| roster.get(cg)?.exit);
+                let mut top: Vec<(String, f64)> = named_counts(g)
+                    .into_iter()
+                    .take(6)
+                    .map(|(n, c)| (n, c as f64 / s.interval_s))
+                    .collect();
+                if let Some(x) = exited {
+                    // First in the top-syscalls column: what the room must
+                    // know about this row.
+                    let lived = x
+                        .lifetime_ms
+                        .map(|ms| format!("exited, lived {}", lifetime(ms)))
+                        .unwrap_or_else(|| "exited".into());
+                    top.insert(0, (lived, f64::NAN));
+                }
                 table::Row {
                     name: c
                         .as_ref()
@@ -276,11 +308,7 @@ impl Render {
                     pidns: g.pidns.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                     processes: g.pids.len(),
                     syscalls_per_sec: g.total as f64 / s.interval_s,
-                    top: named_counts(g)
-                        .into_iter()
-                        .take(6)
-                        .map(|(n, c)| (n, c as f64 / s.interval_s))
-                        .collect(),
+                    top,
                     cpu_share: e.cpu.values().sum::<u64>() as f64 / capacity,
                 }
             })
@@ -318,6 +346,18 @@ impl Render {
         };
         let screen = table::render(rows, &footer, &view);
         self.sink.buf.extend_from_slice(screen.as_bytes());
+    }
+}
+
+/// "212 ms", "3.4 s", "2 min 5 s".
+fn lifetime(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else if ms < 60_000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else {
+        let s = (ms / 1000.0).round() as u64;
+        format!("{} min {} s", s / 60, s % 60)
     }
 }
 

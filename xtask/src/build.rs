@@ -190,10 +190,23 @@ pub fn demo(args: &[String]) -> Result<()> {
     std::process::exit(code);
 }
 
+/// Headless Chromium (Debian's `chromium`) for the web page's browser test.
+fn ensure_chromium() -> Result<()> {
+    if crate::util::dpkg_installed("chromium") || crate::util::which("chromium").is_some() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing chromium (headless browser for the web page's test)");
+    crate::util::apt_install(&["chromium"])
+}
+
 /// The whole suite: unit tests, privileged kernel tests, end-to-end tests
 /// with a real Docker engine (started here when none runs).
 pub fn test(extra: &[String]) -> Result<()> {
     let obj = build_ebpf()?;
+    if let Err(e) = ensure_chromium() {
+        // The browser test then says why it can't run (and fails in CI).
+        eprintln!("xtask: no headless chromium for the web page's test: {e:#}");
+    }
     let engine = crate::engine::ensure_engine();
     let mut c = cargo(&obj);
     match &engine {

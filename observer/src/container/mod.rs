@@ -302,6 +302,17 @@ impl Registry {
         }
     }
 
+    /// The containers whose cgroups exist now, by cgroup ID.
+    pub fn live_containers(&self) -> impl Iterator<Item = (u64, &Arc<Container>)> {
+        self.cgroups.iter().filter_map(|(id, s)| {
+            s.removed
+                .is_none()
+                .then_some(s.container.as_ref())
+                .flatten()
+                .map(|c| (*id, c))
+        })
+    }
+
     /// Like `get`, without side effects.
     pub fn peek(&self, id: u64) -> Option<&CgroupState> {
         self.cgroups.get(&id)

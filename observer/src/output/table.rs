@@ -13,7 +13,8 @@ pub struct Row {
     pub pidns: String,
     pub processes: usize,
     pub syscalls_per_sec: f64,
-    /// The most frequent syscalls, per second (the unit of `syscalls_per_sec`).
+    /// The most frequent syscalls, per second (the unit of `syscalls_per_sec`);
+    /// an entry without a rate (NaN) is a note, shown as its text alone.
     pub top: Vec<(String, f64)>,
     pub cpu_share: f64,
 }
@@ -289,7 +290,12 @@ fn kernel_line_len(f: &Footer) -> usize {
 fn top_text(top: &[(String, f64)], w: usize) -> String {
     let mut s = String::new();
     for (name, v) in top {
-        let item = format!("{name} {}", rate(*v));
+        // No rate (NaN): a note for the row, such as its exit.
+        let item = if v.is_nan() {
+            name.clone()
+        } else {
+            format!("{name} {}", rate(*v))
+        };
         let need = if s.is_empty() {
             item.len()
         } else {

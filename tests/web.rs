@@ -1,0 +1,647 @@
+//! `--web`: the server over real sockets (state, stream, bad requests, a
+//! reader that never reads), and the page in a real browser while real
+//! Docker containers run an exact workload.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use observer::{
+    aggregate::{Group, Loss},
+    attribute::Lifecycle,
+    container::Container,
+    kernel_info::{HostNamespaces, KernelInfo},
+    pipeline::Taps,
+    roster::Roster,
+    web::{self, state::Active, Feed},
+};
+use serde_json::Value;
+
+fn kernel() -> KernelInfo {
+    KernelInfo {
+        release: "6.18.0-test".into(),
+        version: "#1 SMP PREEMPT_DYNAMIC".into(),
+        machine: "x86_64".into(),
+        boot_id: "0b00b00b-test".into(),
+        hostname: "room".into(),
+    }
+}
+
+fn host_ns() -> HostNamespaces {
+    HostNamespaces {
+        pidns: 1,
+        mntns: 2,
+        utsns: 3,
+        netns: 4,
+    }
+}
+
+fn member(roster: &mut Roster, cg: u64, name: &str) {
+    let c = Arc::new(Container {
+        id: format!("{name}0123456789abcdef"),
+        name: Some(name.into()),
+        runtime: "docker",
+        image: Some("busybox".into()),
+        cgroup: format!("/docker/{name}"),
+        pod_uid: None,
+        kubernetes: None,
+    });
+    let json: Arc<str> = Arc::from(serde_json::to_string(c.as_ref()).unwrap());
+    roster.start(cg, &c, &json, 1_000_000);
+}
+
+fn group(total: u64) -> Group {
+    let mut g = Group::default();
+    g.syscalls.insert(110, total);
+    g.total = total;
+    g.pids.insert(4242);
+    g.ns_pids.insert(4242, 1);
+    (g.pidns, g.mntns, g.utsns, g.netns) = (Some(9), Some(2), Some(8), Some(4));
+    g.first_seen = 1_000_000;
+    g.last_seen = 2_000_000;
+    g
+}
+
+struct Response {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // A server may answer and close before taking all of a huge request.
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    Response {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Response {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// The server with a feed that has a busy and an idle container.
+fn serve() -> (Feed, Roster, web::Server, Taps) {
+    let taps = Taps::default();
+    let (mut feed, hub) = Feed::new(kernel(), host_ns(), 0, taps.lifecycle.clone());
+    let mut roster = Roster::default();
+    member(&mut roster, 10, "busy");
+    member(&mut roster, 11, "idle");
+    let g = group(1234);
+    let cpu = BTreeMap::from([(0u32, 5_000_000u64)]);
+    feed.interval(
+        &roster,
+        &[Active {
+            cgroup_id: 10,
+            group: &g,
+            cpu: &cpu,
+        }],
+        &Loss::default(),
+        0,
+        1.0,
+    );
+    let server = web::Server::start("127.0.0.1:0".parse().unwrap(), hub).unwrap();
+    (feed, roster, server, taps)
+}
+
+/// A container's start, as attribution hands it on.
+fn start(cg: u64, name: &str) -> Lifecycle {
+    let c = Arc::new(Container {
+        id: format!("{name}0123456789abcdef"),
+        name: Some(name.into()),
+        runtime: "docker",
+        image: Some("busybox".into()),
+        cgroup: format!("/docker/{name}"),
+        pod_uid: None,
+        kubernetes: None,
+    });
+    let json: Arc<str> = Arc::from(serde_json::to_string(c.as_ref()).unwrap());
+    Lifecycle::Start {
+        ts: 5_000_000,
+        container: c,
+        json,
+        cgroup_id: cg,
+    }
+}
+
+/// Reads SSE events (name, data) until `want` of them came.
+fn sse_events(reader: &mut BufReader<TcpStream>, want: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let (mut name, mut data) = (String::new(), String::new());
+    let mut line = String::new();
+    while out.len() < want {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
+        let l = line.trim_end_matches(['\r', '\n']);
+        if let Some(v) = l.strip_prefix("event:") {
+            name = v.trim().to_owned();
+        } else if let Some(v) = l.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        } else if l.is_empty() && !data.is_empty() {
+            out.push((std::mem::take(&mut name), std::mem::take(&mut data)));
+        }
+    }
+    out
+}
+
+fn open_events(addr: SocketAddr) -> BufReader<TcpStream> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut headers = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        headers.push_str(&line.to_ascii_lowercase());
+    }
+    assert!(
+        headers.contains("content-type: text/event-stream"),
+        "{headers}"
+    );
+    assert!(headers.contains("cache-control: no-store"), "{headers}");
+    r
+}
+
+#[test]
+fn api_state_has_the_documented_fields_and_the_security_headers() {
+    let (_feed, _roster, server, _taps) = serve();
+    let r = get(server.addr, "/api/state");
+    assert_eq!(r.status, 200);
+    assert!(r.headers.contains("content-type: application/json"));
+    assert!(r.headers.contains("cache-control: no-store"));
+    assert!(r.headers.contains("x-content-type-options: nosniff"));
+    assert!(r
+        .headers
+        .contains("content-security-policy: default-src 'none'; script-src 'self'"));
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    let top: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(top, ["containers", "kernel", "loss"]);
+    assert_eq!(v["kernel"]["release"], "6.18.0-test");
+    let cs = v["containers"].as_array().unwrap();
+    assert_eq!(cs.len(), 2, "the idle container is listed too");
+    let mut keys: Vec<&String> = cs[0].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "cgroup_id",
+            "container",
+            "cpu_ns_by_cpu",
+            "first_seen",
+            "last_seen",
+            "lifetime_ms",
+            "namespaces",
+            "own_namespaces",
+            "pids",
+            "state",
+            "syscalls_per_s",
+            "syscalls_total",
+            "top_syscalls"
+        ]
+    );
+    assert_eq!(cs[0]["container"]["name"], "busy");
+    assert_eq!(cs[0]["syscalls_total"], 1234);
+    assert_eq!(cs[0]["top_syscalls"][0]["name"], "getppid");
+    assert_eq!(cs[0]["pids"]["inside"][0], 1);
+    assert_eq!(cs[0]["own_namespaces"], serde_json::json!(["pid", "uts"]));
+    assert_eq!(cs[1]["container"]["name"], "idle");
+    assert_eq!(cs[1]["syscalls_per_s"], 0.0);
+
+    let page = get(server.addr, "/");
+    assert_eq!(page.status, 200);
+    assert!(page.headers.contains("content-type: text/html"));
+    // Everything the page loads comes from the observer itself.
+    for asset in ["/app.js", "/style.css", "/favicon.svg"] {
+        assert!(page.body.contains(asset), "the page links {asset}");
+        assert_eq!(get(server.addr, asset).status, 200, "{asset}");
+    }
+    for text in [
+        &page.body,
+        &get(server.addr, "/app.js").body,
+        &get(server.addr, "/style.css").body,
+    ] {
+        // The one URL is the SVG namespace, a name and no resource.
+        let text = text.replace("\"http://www.w3.org/2000/svg\"", "");
+        assert!(
+            !text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"),
+            "no outside resources"
+        );
+    }
+}
+
+#[test]
+fn events_send_the_kernel_once_then_states_and_lifecycle_events() {
+    let (mut feed, roster, server, taps) = serve();
+    let mut r = open_events(server.addr);
+    let first = sse_events(&mut r, 3);
+    let names: Vec<&str> = first.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["kernel", "state", "live"]);
+    let k: Value = serde_json::from_str(&first[0].1).unwrap();
+    assert_eq!(k["release"], "6.18.0-test");
+    let s: Value = serde_json::from_str(&first[1].1).unwrap();
+    assert_eq!(s["containers"][0]["syscalls_total"], 1234);
+
+    taps.lifecycle.send(start(12, "new")).unwrap();
+    let g = group(100);
+    let cpu = BTreeMap::new();
+    feed.interval(
+        &roster,
+        &[Active {
+            cgroup_id: 10,
+            group: &g,
+            cpu: &cpu,
+        }],
+        &Loss::default(),
+        0,
+        1.0,
+    );
+    let next = sse_events(&mut r, 3);
+    let names: Vec<&str> = next.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["container", "state", "live"]);
+    let started: Value = serde_json::from_str(&next[0].1).unwrap();
+    assert_eq!(
+        (
+            &started["event"],
+            &started["container"]["name"],
+            &started["cgroup_id"]
+        ),
+        (&Value::from("start"), &Value::from("new"), &Value::from(12))
+    );
+    let s: Value = serde_json::from_str(&next[1].1).unwrap();
+    assert_eq!(s["containers"][0]["syscalls_total"], 1334);
+    let live: Value = serde_json::from_str(&next[2].1).unwrap();
+    assert_eq!(live["history"]["10"], serde_json::json!([1234.0, 100.0]));
+    // The observer stops: the stream ends.
+    drop(feed);
+    let mut rest = String::new();
+    let _ = r.read_to_string(&mut rest);
+}
+
+#[test]
+fn bad_requests_get_the_right_status() {
+    let (_feed, _roster, server, _taps) = serve();
+    assert_eq!(get(server.addr, "/nope").status, 404);
+    assert_eq!(get(server.addr, "/api/state/../../etc/passwd").status, 404);
+    let post = raw(
+        server.addr,
+        b"POST /api/state HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert_eq!(post.status, 405, "read-only");
+    let delete = raw(
+        server.addr,
+        b"DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(delete.status, 405);
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Huge: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    assert_eq!(raw(server.addr, huge.as_bytes()).status, 431);
+    assert_eq!(raw(server.addr, b"NONSENSE\r\n\r\n").status, 400);
+    // Still serving.
+    assert_eq!(get(server.addr, "/api/state").status, 200);
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// A reader that connects and never reads, while states and lifecycle
+/// events come far faster than any network: the feed never waits, memory
+/// stays bounded, and a reader that does read gets the latest state.
+#[test]
+fn a_reader_that_never_reads_costs_bounded_memory() {
+    let (mut feed, mut roster, server, taps) = serve();
+    for cg in 100..200 {
+        member(&mut roster, cg, &format!("c{cg}"));
+    }
+    let stalled: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let g = group(1);
+    let cpu = BTreeMap::new();
+    let active: Vec<Active> = (100..200)
+        .map(|cg| Active {
+            cgroup_id: cg,
+            group: &g,
+            cpu: &cpu,
+        })
+        .collect();
+    let warm = Instant::now();
+    let mut rounds = 0u64;
+    let mut before = 0;
+    let record = start(13, &"x".repeat(1000));
+    while warm.elapsed() < Duration::from_secs(6) {
+        for _ in 0..50 {
+            let _ = taps.lifecycle.send(record.clone());
+        }
+        feed.interval(&roster, &active, &Loss::default(), 0, 1.0);
+        rounds += 1;
+        if rounds == 20 {
+            // Past the sockets' buffers filling: the steady state.
+            before = rss_kib();
+        }
+    }
+    let after = rss_kib();
+    let state_len = server_state_len(server.addr);
+    eprintln!(
+        "{rounds} states of {state_len} bytes and {} lifecycle events to 8 stalled readers: RSS {before} -> {after} KiB",
+        rounds * 50
+    );
+    assert!(
+        rounds > 100,
+        "the feed never waits for readers ({rounds} rounds)"
+    );
+    assert!(
+        after < before + 32 * 1024,
+        "memory grows with a stalled reader: {before} -> {after} KiB"
+    );
+    // A reader that reads gets the latest state.
+    let mut r = open_events(server.addr);
+    let first = sse_events(&mut r, 3);
+    let s: Value = serde_json::from_str(&first[1].1).unwrap();
+    assert_eq!(s["containers"].as_array().unwrap().len(), 102);
+    drop(stalled);
+}
+
+fn server_state_len(addr: SocketAddr) -> usize {
+    get(addr, "/api/state").body.len()
+}
+
+/// A free loopback port for an observer started as a separate process.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The browser the tests drive (`cargo xtask test` installs Debian's).
+fn chromium() -> Option<String> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        Command::new(b)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        observer::privilege::skip_or_fail(
+            "no headless chromium: run `cargo xtask test` (it installs Debian's chromium)",
+        );
+    }
+    found.map(str::to_owned)
+}
+
+/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or
+/// `--screenshot=…`), after the page's script had `budget_ms` of virtual time;
+/// a fresh profile, killed past a time box, stderr kept for the message.
+fn browse(browser: &str, url: &str, mode: &str, budget_ms: u32) -> String {
+    let profile = std::env::temp_dir().join(format!("observer-web-chromium-{}", common::fake_id()));
+    let child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1600,1000",
+            &format!("--user-data-dir={}", profile.display()),
+            &format!("--virtual-time-budget={budget_ms}"),
+            mode,
+            url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    let pid = child.id();
+    // Time box: a browser that hangs is killed, not waited for.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(90)) {
+        Ok(out) => out.expect("wait for chromium"),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let _ = std::fs::remove_dir_all(&profile);
+            panic!("chromium {mode} {url}: no result within 90 s");
+        }
+    };
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        out.status.success(),
+        "chromium {mode}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes the test's containers on every path.
+struct Containers(Vec<String>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The card of the container `name` in the dumped DOM.
+fn card_of<'a>(dom: &'a str, name: &str) -> &'a str {
+    let start = dom
+        .find(&format!("data-name=\"{name}\""))
+        .unwrap_or_else(|| panic!("no card for {name} in the page:\n{dom}"));
+    let end = dom[start..]
+        .find("</section>")
+        .map_or(dom.len(), |e| start + e);
+    &dom[start..end]
+}
+
+/// The page in a real browser while two real containers run exactly
+/// `CALLS` getppid calls each: their names, the kernel's release and the
+/// count as the page shows them; and a screenshot of it for the README.
+#[test]
+fn the_page_shows_real_containers_in_a_real_browser() {
+    const CALLS: u64 = 4321;
+    let Some(image) = common::docker_image() else {
+        return;
+    };
+    let Some(browser) = chromium() else { return };
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let obs = common::Observer::start(&["--interval", "0.5", "--web", &addr.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::panic::catch_unwind(|| get(addr, "/api/state").status).ok() != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the page's server did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let names: Vec<String> = ["web-a", "web-b"]
+        .iter()
+        .map(|p| format!("obs-{p}-{}", &common::fake_id()[..8]))
+        .collect();
+    let guard = Containers(names.clone());
+    let workload = format!("{}:/observer-workload:ro", common::WORKLOAD);
+    for name in &names {
+        let out = Command::new("docker")
+            .args([
+                "run",
+                "-d",
+                "--rm",
+                "--network",
+                "none",
+                "--name",
+                name,
+                "-v",
+                &workload,
+                "-v",
+                "/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro",
+                "-v",
+                "/lib64:/lib64:ro",
+                &image,
+                "/observer-workload",
+                "--calls",
+                &CALLS.to_string(),
+                // Still running while the page is read and photographed.
+                "--linger-ms",
+                "60000",
+            ])
+            .output()
+            .expect("run docker");
+        assert!(
+            out.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Ready when the server's state has both, named, with every call.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: Value = serde_json::from_str(&get(addr, "/api/state").body).unwrap();
+        let counted = names
+            .iter()
+            .filter(|n| {
+                v["containers"].as_array().unwrap().iter().any(|c| {
+                    c["container"]["name"] == n.as_str()
+                        && c["top_syscalls"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|s| s["name"] == "getppid" && s["count"] == CALLS)
+                })
+            })
+            .count();
+        if counted == names.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the state never showed both containers with {CALLS} getppid calls: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let url = format!("http://{addr}/");
+    let dom = browse(&browser, &url, "--dump-dom", 3000);
+    let release = observer::kernel_info::KernelInfo::read().release;
+    assert!(
+        dom.contains(&format!("<span id=\"release\">{release}</span>")),
+        "the kernel release {release} at the top:\n{dom}"
+    );
+    assert!(dom.contains("2 containers, 1 kernel"), "{dom}");
+    let shown = format!("{}", CALLS)
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    for name in &names {
+        let card = card_of(&dom, name);
+        assert!(
+            card.contains(&format!(
+                "<td class=\"syscall\">getppid</td><td class=\"count\">{shown}</td>"
+            )),
+            "{name}'s card shows getppid {shown}:\n{card}"
+        );
+        assert!(card.contains("running"), "{card}");
+    }
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-page.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(
+        &browser,
+        &url,
+        &format!("--screenshot={}", shot.display()),
+        3000,
+    );
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+    eprintln!("screenshot of the page: {}", shot.display());
+    drop(guard);
+    let rec = obs.stop();
+    assert!(
+        !rec.stderr.contains("warning: --web"),
+        "loopback: no warning: {}",
+        rec.stderr
+    );
+}
