@@ -190,13 +190,21 @@ pub fn demo(args: &[String]) -> Result<()> {
     std::process::exit(code);
 }
 
-/// Headless Chromium (Debian's `chromium`) for the web page's browser test.
+/// Headless Chromium and its WebDriver (Debian's `chromium` and
+/// `chromium-driver`) for the web page's browser test.
 fn ensure_chromium() -> Result<()> {
-    if crate::util::dpkg_installed("chromium") || crate::util::which("chromium").is_some() {
+    let missing: Vec<&str> = ["chromium", "chromium-driver"]
+        .into_iter()
+        .filter(|p| !crate::util::dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("xtask: installing chromium (headless browser for the web page's test)");
-    crate::util::apt_install(&["chromium"])
+    eprintln!(
+        "xtask: installing {} (headless browser for the web page's test)",
+        missing.join(" ")
+    );
+    crate::util::apt_install(&missing)
 }
 
 /// The whole suite: unit tests, privileged kernel tests, end-to-end tests

@@ -108,7 +108,7 @@ function card(c) {
     const r = el("div", "row pids");
     r.appendChild(el("span", "label", "PID inside → on the host"));
     const pairs = c.pids.host.map((h, i) => `${c.pids.inside[i] || "?"} → ${h}`);
-    r.appendChild(el("span", "mono", pairs.join("   ")));
+    r.appendChild(el("span", "mono", pairs.join(" · ")));
     d.appendChild(r);
   }
 
@@ -167,7 +167,10 @@ function render() {
     lossBox.hidden = true;
   }
   const main = $("containers");
-  main.replaceChildren(...state.containers.map(card));
+  // Running ones first, then the exited ones, each in the order they came.
+  const order = (c) => (c.state === "running" ? 0 : 1);
+  const cards = state.containers.slice().sort((x, y) => order(x) - order(y));
+  main.replaceChildren(...cards.map(card));
   $("empty").hidden = state.containers.length > 0;
 }
 
