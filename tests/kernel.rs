@@ -15,8 +15,44 @@ fn stream_tags_cgroup_namespaces_and_both_pid_views() {
     if !privileged() {
         return;
     }
+    tags_everything(TaskAccess::Btf);
+}
+
+/// The 5.10 fallback (`bpf_probe_read_kernel` from `bpf_get_current_task`)
+/// gives the same records, forced here on a kernel that has both.
+#[test]
+fn the_probe_read_fallback_tags_the_same() {
+    if !privileged() {
+        return;
+    }
+    tags_everything(TaskAccess::ProbeRead);
+}
+
+#[derive(Clone, Copy, Debug)]
+enum TaskAccess {
+    Btf,
+    ProbeRead,
+}
+
+impl TaskAccess {
+    fn arg(self) -> &'static str {
+        match self {
+            TaskAccess::Btf => "btf",
+            TaskAccess::ProbeRead => "probe-read",
+        }
+    }
+
+    fn reported(self) -> &'static str {
+        match self {
+            TaskAccess::Btf => "btf",
+            TaskAccess::ProbeRead => "probe_read",
+        }
+    }
+}
+
+fn tags_everything(access: TaskAccess) {
     let cg = TestCgroup::new(&format!("/observer-test-{}", fake_id()));
-    let obs = Observer::start(&["--host"]);
+    let obs = Observer::start(&["--host", "--task-access", access.arg()]);
     let cgroup = cg.path.to_string_lossy().into_owned();
     let me = workload(&[
         "--cgroup",
@@ -94,119 +130,245 @@ fn stream_tags_cgroup_namespaces_and_both_pid_views() {
         rec.kernel()["release"],
         observer::kernel_info::KernelInfo::read().release
     );
+    assert_eq!(rec.kernel()["task_access"], access.reported());
 }
 
-#[test]
-fn count_mode_counts_exactly_in_the_kernel() {
-    if !privileged() {
-        return;
-    }
-    // A Docker-shaped path so that the summaries list the cgroup by itself.
-    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
-    let obs = Observer::start(&["--mode", "count", "--interval", "0.5"]);
-    let cgroup = cg.path.to_string_lossy().into_owned();
-    let me = workload(&["--cgroup", &cgroup, "--unshare", "--calls", "1000"]);
-    let mut cg = cg;
-    cg.remove();
-    let rec = obs.stop();
-    assert_eq!(
-        rec.summary_count(cg.id, "getppid"),
-        1000,
-        "in-kernel count of getppid for the cgroup"
-    );
-    // The lifecycle tracepoints stay on in count mode: forks and exits are
-    // counted (the workload forks its PID 1 and both exit; it execs nothing
-    // there), and the container's start and exit are recorded.
-    let total = |k: &str| -> u64 {
-        rec.summary_entries(cg.id)
-            .iter()
-            .map(|e| e[k].as_u64().unwrap_or(0))
-            .sum()
-    };
-    assert!(
-        total("forks") >= 1 && total("exits") >= 2,
-        "forks {} execs {} exits {}",
-        total("forks"),
-        total("execs"),
-        total("exits")
-    );
-    let lifecycle: Vec<&Value> = rec
-        .of_type("container")
-        .filter(|l| l["cgroup_id"] == cg.id)
-        .collect();
-    assert_eq!(
-        lifecycle.len(),
-        2,
-        "a start and an exit record: {lifecycle:?}"
-    );
-    assert_eq!(lifecycle[0]["event"], "start");
-    assert_eq!(lifecycle[1]["event"], "exit");
-    for t in ["fork", "exec", "exit"] {
-        assert_eq!(rec.of_type(t).count(), 0, "count mode streams no {t} lines");
-    }
-    let entries = rec.summary_entries(cg.id);
-    // Keyed by each task's own pidns: the workload's PID 1 inside its own,
-    // its parent (which made the namespace) in the host's.
-    let seen: Vec<&Value> = entries
+/// Records of one host PID (task events only).
+fn of_pid(rec: &Records, pid: u32) -> Vec<&Value> {
+    rec.lines
         .iter()
-        .flat_map(|e| e["pidns_seen"].as_array().unwrap().iter())
-        .collect();
-    assert!(seen.contains(&&me["pidns"]), "{entries:?}");
-    assert_eq!(
-        rec.of_type("syscall").count(),
-        0,
-        "count mode streams no per-syscall records"
-    );
+        .filter(|l| l["pid"] == pid && l["type"] != "summary")
+        .collect()
 }
 
+/// `exit` means the process is gone: not when the thread-group leader ends
+/// while another thread runs on, nor when a thread's execve ends the old
+/// leader; once, when the last thread exits.
 #[test]
-fn syscall_filter_keeps_only_the_named_syscalls() {
+fn exit_comes_once_when_the_whole_thread_group_is_gone() {
     if !privileged() {
         return;
     }
-    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
-    let obs = Observer::start(&["--syscall", "getppid"]);
-    let cgroup = cg.path.to_string_lossy().into_owned();
-    workload(&["--cgroup", &cgroup, "--calls", "300"]);
-    let rec = obs.stop();
-    let events = rec.in_cgroup(cg.id);
-    let syscalls: Vec<_> = events.iter().filter(|e| e["type"] == "syscall").collect();
-    assert_eq!(syscalls.len(), 300);
-    assert!(syscalls.iter().all(|e| e["syscall"] == "getppid"));
+    for access in [TaskAccess::Btf, TaskAccess::ProbeRead] {
+        let obs = Observer::start(&["--host", "--task-access", access.arg()]);
+        let leader_first = workload_spawn(&["--leader-exits-first", "--calls", "200"]);
+        let pid1 = leader_first.id();
+        let report = workload_wait(leader_first);
+        let exec_from_thread = workload_spawn(&["--exec-from-thread", "/bin/true"]);
+        let pid2 = exec_from_thread.id();
+        let status = wait_for(
+            &mut { exec_from_thread },
+            std::time::Duration::from_secs(30),
+            "exec from a thread",
+        );
+        assert!(status.success());
+        let rec = obs.stop();
+
+        let events = of_pid(&rec, pid1);
+        let exits: Vec<_> = events.iter().filter(|e| e["type"] == "exit").collect();
+        assert_eq!(
+            exits.len(),
+            1,
+            "{access:?}: one exit for the process: {exits:?}"
+        );
+        let last_call = events
+            .iter()
+            .filter(|e| e["syscall"] == "getppid")
+            .map(|e| e["ts"].as_u64().unwrap())
+            .max()
+            .expect("the second thread's calls");
+        assert_eq!(
+            events.iter().filter(|e| e["syscall"] == "getppid").count(),
+            200
+        );
+        assert!(
+            exits[0]["ts"].as_u64().unwrap() > last_call,
+            "{access:?}: exit after the last thread's calls: {exits:?}"
+        );
+        assert_eq!(
+            exits[0]["tid"], report["last_tid"],
+            "the last thread ends it"
+        );
+
+        let events = of_pid(&rec, pid2);
+        let kinds: Vec<&str> = events
+            .iter()
+            .filter(|e| e["type"] == "exec" || e["type"] == "exit")
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        // The test's spawn execs the workload; its thread then execs
+        // /bin/true, which ends the old leader: no exit for that.
+        assert_eq!(
+            kinds,
+            ["exec", "exec", "exit"],
+            "{access:?}: the old leader's end is no exit"
+        );
+    }
 }
 
+/// Tasks nested deeper than the levels read with direct loads still get
+/// both PID views and their namespace.
 #[test]
-fn sys_exit_carries_return_values() {
+fn deep_pid_namespaces_keep_both_views() {
     if !privileged() {
         return;
     }
-    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
-    let obs = Observer::start(&["--sys-exit", "--syscall", "getppid"]);
+    let cg = TestCgroup::new(&format!("/observer-test-{}", fake_id()));
+    let obs = Observer::start(&["--host", "--syscall", "getppid"]);
     let cgroup = cg.path.to_string_lossy().into_owned();
-    workload(&["--cgroup", &cgroup, "--unshare", "--calls", "10"]);
+    let me = workload(&[
+        "--cgroup",
+        &cgroup,
+        "--unshare",
+        "--depth",
+        "10",
+        "--calls",
+        "50",
+    ]);
     let rec = obs.stop();
-    let exits: Vec<_> = rec
+    let calls: Vec<_> = rec
         .in_cgroup(cg.id)
         .into_iter()
-        .filter(|e| e["type"] == "syscall_exit" && e["syscall"] == "getppid")
+        .filter(|e| e["syscall"] == "getppid" && e["pid"] == me["host_pid"])
         .collect();
-    assert_eq!(exits.len(), 10);
-    // PID 1's parent is outside its namespace: getppid returns 0.
-    assert!(exits.iter().all(|e| e["ret"] == 0), "{exits:?}");
+    assert_eq!(calls.len(), 50);
+    assert!(
+        calls
+            .iter()
+            .all(|e| e["ns_pid"] == 1 && e["pidns"] == me["pidns"]),
+        "10 levels deep: {:?} / {me}",
+        calls[0]
+    );
 }
 
+/// The first line is the promise that everything is attached: a workload
+/// started the moment it is written is seen whole, lifecycle included, in
+/// both access flavours.
 #[test]
-fn the_observer_never_observes_itself() {
+fn everything_after_the_first_line_is_seen() {
     if !privileged() {
         return;
     }
-    let obs = Observer::start(&["--host"]);
-    let pid = obs.pid();
-    workload(&["--calls", "10"]);
+    for access in [TaskAccess::Btf, TaskAccess::ProbeRead] {
+        let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+        // `start` returns as soon as the kernel record is in the file.
+        let obs = Observer::start(&["--host", "--task-access", access.arg()]);
+        let cgroup = cg.path.to_string_lossy().into_owned();
+        let me = workload(&[
+            "--cgroup",
+            &cgroup,
+            "--exec",
+            "/bin/true",
+            "--calls",
+            "1000",
+        ]);
+        let rec = obs.stop();
+        let mine = rec.in_cgroup(cg.id);
+        assert_eq!(
+            mine.iter()
+                .filter(|e| e["syscall"] == "getppid" && e["pid"] == me["host_pid"])
+                .count(),
+            1000,
+            "{access:?}"
+        );
+        for kind in ["fork", "exec", "exit"] {
+            assert!(
+                mine.iter().any(|e| e["type"] == kind),
+                "{access:?}: no {kind} record"
+            );
+        }
+    }
+}
+
+/// A cgroup made under `parent` whose count slot (the ID's low 8 bits,
+/// `COUNT_SLOTS` 256) is `slot`.
+fn cgroup_in_slot(parent: &str, slot: u64) -> TestCgroup {
+    let mut spare = Vec::new();
+    loop {
+        let cg = TestCgroup::new(&format!("{parent}/{}", fake_id()));
+        if cg.id % u64::from(observer_common::COUNT_SLOTS) == slot {
+            return cg;
+        }
+        spare.push(cg);
+        assert!(spare.len() < 1024, "no cgroup ID landed in slot {slot}");
+    }
+}
+
+/// Count mode across a container's removal: its counts are reported once
+/// (never again after the registry forgets it), and a later cgroup on the
+/// same slot starts from zero.
+#[test]
+fn count_mode_counts_removed_cgroups_once_and_reuses_their_slots() {
+    if !privileged() {
+        return;
+    }
+    let obs = Observer::start(&["--mode", "count", "--interval", "0.5"]);
+    let mut a = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    let slot = a.id % u64::from(observer_common::COUNT_SLOTS);
+    let path = a.path.to_string_lossy().into_owned();
+    // One CPU: the other CPUs' copies of the slot stay empty.
+    workload(&["--cgroup", &path, "--cpu", "0", "--calls", "1000"]);
+    let a_id = a.id;
+    a.remove();
+    // The registry forgets a removed cgroup after REMOVED_GRACE; wait for
+    // two summaries past that.
+    let until = std::time::Instant::now()
+        + observer::container::REMOVED_GRACE
+        + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let b = cgroup_in_slot("/docker", slot);
+    let path = b.path.to_string_lossy().into_owned();
+    workload(&["--cgroup", &path, "--cpu", "0", "--calls", "700"]);
     let rec = obs.stop();
-    assert!(
-        rec.lines.iter().all(|l| l["pid"] != pid),
-        "its own tgid is filtered in the kernel"
+    assert_eq!(
+        rec.summary_count(a_id, "getppid"),
+        1000,
+        "the removed cgroup's calls, once"
     );
-    assert!(rec.of_type("syscall").count() > 0);
+    assert_eq!(
+        rec.summary_count(b.id, "getppid"),
+        700,
+        "the slot's next owner starts from zero"
+    );
+}
+
+/// Count mode's overflow map is bounded (16k pairs): what does not fit is
+/// counted as loss for its cgroup, never dropped silently.
+#[test]
+fn count_mode_overflow_is_counted_as_loss() {
+    if !privileged() {
+        return;
+    }
+    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    let obs = Observer::start(&["--mode", "count", "--interval", "0.5"]);
+    let path = cg.path.to_string_lossy().into_owned();
+    workload(&[
+        "--cgroup",
+        &path,
+        "--cpu",
+        "0",
+        "--calls",
+        "0",
+        "--distinct-numbers",
+        "17000",
+    ]);
+    let rec = obs.stop();
+    let counted: u64 = rec
+        .summary_entries(cg.id)
+        .iter()
+        .flat_map(|e| e["syscalls"].as_object().cloned().unwrap_or_default())
+        .filter(|(name, _)| name.parse::<u64>().is_ok_and(|nr| nr >= 1000))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    // The last loss record accounts for the whole run.
+    let last = rec.of_type("loss").last().expect("a final loss record");
+    let lost = last["by_cgroup"][cg.id.to_string()].as_u64().unwrap_or(0);
+    assert!(lost > 0, "17000 numbers can't all fit: counted {counted}");
+    // The workload's own few other syscalls may overflow too.
+    assert!(
+        (17_000..=17_200).contains(&(counted + lost)),
+        "counted {counted} + lost {lost}"
+    );
 }

@@ -16,7 +16,11 @@ pub const MAP_COUNT_SLOTS: &str = "COUNT_SLOTS";
 /// Per-CPU hash: `CountKey` -> syscalls counted in `--mode count` for the
 /// (cgroup, pidns) pairs whose slot is taken by another pair.
 pub const MAP_COUNTS: &str = "COUNTS";
-/// Per-CPU hash: cgroup ID -> records lost to a full ring buffer.
+/// Hash: cgroup ID -> 1 for removed cgroups whose counts the daemon has read
+/// for the last time; the kernel then takes their count slots over.
+pub const MAP_COUNT_RETIRED: &str = "COUNT_RETIRED";
+/// Per-CPU hash: cgroup ID -> records lost to a full ring buffer (and, in
+/// `--mode count`, syscalls lost to a full `MAP_COUNTS`).
 pub const MAP_LOSS: &str = "LOSS";
 /// Per-CPU hash: cgroup ID -> nanoseconds on CPU (from `sched_switch`).
 pub const MAP_ONCPU: &str = "ONCPU";
@@ -44,6 +48,11 @@ pub const PROG_EXIT: &str = "sched_process_exit";
 pub const PROG_SWITCH: &str = "sched_switch";
 pub const PROG_CGROUP_MKDIR: &str = "cgroup_mkdir";
 pub const PROG_CGROUP_RMDIR: &str = "cgroup_rmdir";
+/// Every program above also exists with this suffix, reading kernel memory
+/// with `bpf_probe_read_kernel` from `bpf_get_current_task()` instead of
+/// BTF-typed loads: what the loader picks on kernels without
+/// `bpf_get_current_task_btf` (Linux 5.10).
+pub const PROBE_SUFFIX: &str = "_probe";
 /// Empty program on `sys_enter`: the floor the benchmark measures against.
 pub const PROG_FLOOR: &str = "floor_sys_enter";
 /// The same, on the classic `raw_syscalls:sys_enter` tracepoint.
@@ -76,10 +85,11 @@ pub const MODE_COUNT: u32 = 1;
 pub const FLAG_SYSCALL_FILTER: u32 = 1 << 0;
 pub const FLAG_CGROUP_FILTER: u32 = 1 << 1;
 
-/// Deepest PID-namespace level whose namespace-local PIDs are read (0 is the
-/// host). The verifier needs a constant offset into `pid->numbers[level]`, so
-/// the levels are unrolled; deeper tasks report `ns_pid` 0.
-pub const MAX_PID_NS_LEVEL: u32 = 7;
+/// Deepest PID-namespace level (0 is the host), the kernel's own limit: every
+/// level is read, the first 8 with direct loads (the verifier needs a
+/// constant offset into `pid->numbers[level]`, so those are unrolled), the
+/// deeper ones with `bpf_probe_read_kernel`.
+pub const MAX_PID_NS_LEVEL: u32 = 32;
 
 pub const COMM_LEN: usize = 16;
 pub const FILENAME_LEN: usize = 256;
@@ -123,6 +133,9 @@ pub struct KernelOffsets {
     pub kernfs_node_id: u32,
     pub cgroup_root_hierarchy_id: u32,
     pub bprm_filename: u32,
+    pub task_signal: u32,
+    /// `signal_struct.live`, an `atomic_t`.
+    pub signal_live: u32,
 }
 
 /// Run-time settings, written into `.rodata` before load.
@@ -225,8 +238,8 @@ pub const COUNT_SLOTS: u32 = 256;
 pub const COUNT_SLOT_NRS: usize = 512;
 
 /// One (cgroup, pidns) pair's syscall counts on one CPU. A slot is claimed
-/// by the first pair that lands on it (`cgroup_id` 0 = free) and freed by
-/// the daemon once that cgroup is removed.
+/// by the first pair that lands on it (`cgroup_id` 0 = free), or taken over
+/// on that CPU by another pair once its cgroup is in `MAP_COUNT_RETIRED`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CountSlot {
@@ -274,7 +287,7 @@ mod tests {
         assert_eq!(size_of::<CgroupRecord>(), 32 + CGROUP_PATH_LEN);
         assert_eq!(size_of::<CountKey>(), 16);
         assert_eq!(size_of::<CountSlot>(), 16 + 8 * COUNT_SLOT_NRS);
-        assert_eq!(size_of::<KernelOffsets>(), 28 * 4);
+        assert_eq!(size_of::<KernelOffsets>(), 30 * 4);
         assert_eq!(size_of::<Config>(), 16 + 8 * SYSCALL_BITMAP_WORDS);
     }
 }

@@ -26,6 +26,11 @@ pub static COUNT_SLOTS_MAP: PerCpuArray<CountSlot> = PerCpuArray::with_max_entri
 pub static COUNTS: PerCpuHashMap<CountKey, u64> =
     PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
+/// Removed cgroups whose counts the daemon has read for the last time: their
+/// count slots are free to take (cgroup ID -> 1).
+#[map(name = "COUNT_RETIRED")]
+pub static COUNT_RETIRED: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
 #[map(name = "LOSS")]
 pub static LOSS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(4096, 0);
 
@@ -74,6 +79,8 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     kernfs_node_id: 0,
     cgroup_root_hierarchy_id: 0,
     bprm_filename: 0,
+    task_signal: 0,
+    signal_live: 0,
 };
 
 #[unsafe(no_mangle)]

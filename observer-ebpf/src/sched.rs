@@ -13,7 +13,7 @@ use crate::{
     maps::{
         cgroup_dropped, rare_wakeup, record_loss, ro, CONFIG, EVENTS, OFFSETS, ONCPU, SWITCH_TS,
     },
-    task::{cgroup_id, fill_header, ld, pid_views, uts_ns, Task},
+    task::{cgroup_id, fill_header, group_dead, pid_views, uts_ns, Access, Direct, Probe, Task},
 };
 
 /// Common gate for lifecycle records: not the daemon, not a dropped cgroup.
@@ -21,12 +21,12 @@ use crate::{
 /// them too: they fire rarely, and they are what tells a container's start,
 /// exit and process churn.
 #[inline(always)]
-fn wanted(task: Task) -> Option<u64> {
-    let tgid: u32 = unsafe { ld(task, ro(&OFFSETS.task_tgid)) };
+fn wanted<A: Access>(task: Task) -> Option<u64> {
+    let tgid: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_tgid)) };
     if tgid == ro(&CONFIG.self_tgid) {
         return None;
     }
-    let cgroup = cgroup_id(task);
+    let cgroup = cgroup_id::<A>(task);
     if cgroup_dropped(cgroup) {
         None
     } else {
@@ -37,9 +37,19 @@ fn wanted(task: Task) -> Option<u64> {
 /// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    fork::<Direct>(&ctx)
+}
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork_probe(ctx: BtfTracePointContext) -> i32 {
+    fork::<Probe>(&ctx)
+}
+
+#[inline(always)]
+fn fork<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let parent: Task = ctx.arg(0);
     let child: Task = ctx.arg(1);
-    let Some(cgroup) = wanted(parent) else {
+    let Some(cgroup) = wanted::<A>(parent) else {
         return 0;
     };
     let Some(mut entry) = EVENTS.reserve::<ForkRecord>(0) else {
@@ -47,8 +57,8 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.header, KIND_FORK, parent, cgroup);
-    let (pid, tid, ns_pid, ns_tid) = pid_views(child);
+    fill_header::<A>(&mut rec.header, KIND_FORK, parent, cgroup);
+    let (pid, tid, ns_pid, ns_tid) = pid_views::<A>(child);
     rec.child_pid = pid;
     rec.child_tid = tid;
     rec.child_ns_pid = ns_pid;
@@ -60,21 +70,33 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 /// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    exec::<Direct>(&ctx)
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec_probe(ctx: BtfTracePointContext) -> i32 {
+    exec::<Probe>(&ctx)
+}
+
+#[inline(always)]
+fn exec<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let task: Task = ctx.arg(0);
     let bprm: *const u8 = ctx.arg(2);
-    let Some(cgroup) = wanted(task) else { return 0 };
+    let Some(cgroup) = wanted::<A>(task) else {
+        return 0;
+    };
     let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
         record_loss(cgroup);
         return 0;
     };
     let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.header, KIND_EXEC, task, cgroup);
+    fill_header::<A>(&mut rec.header, KIND_EXEC, task, cgroup);
     rec.filename[0] = 0;
     rec.nodename[0] = 0;
     unsafe {
-        let filename: *const u8 = ld(bprm, ro(&OFFSETS.bprm_filename));
+        let filename: *const u8 = A::ld(bprm, ro(&OFFSETS.bprm_filename));
         let _ = bpf_probe_read_kernel_str_bytes(filename, &mut rec.filename);
-        let uts = uts_ns(task);
+        let uts = uts_ns::<A>(task);
         if !uts.is_null() {
             let nodename = uts.add(ro(&OFFSETS.utsns_nodename) as usize);
             let _ = bpf_probe_read_kernel_str_bytes(nodename, &mut rec.nodename);
@@ -84,28 +106,34 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// `TP_PROTO(struct task_struct *p, ...)`: one record per process (the
-/// thread-group leader), not per thread.
+/// `TP_PROTO(struct task_struct *p, ...)`: one record per process, when its
+/// last thread exits (see `group_dead`); the header is that thread's.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    exit::<Direct>(&ctx)
+}
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit_probe(ctx: BtfTracePointContext) -> i32 {
+    exit::<Probe>(&ctx)
+}
+
+#[inline(always)]
+fn exit<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let task: Task = ctx.arg(0);
-    let (pid, tid): (u32, u32) = unsafe {
-        (
-            ld(task, ro(&OFFSETS.task_tgid)),
-            ld(task, ro(&OFFSETS.task_pid)),
-        )
-    };
-    if pid != tid {
+    if !group_dead::<A>(task) {
         return 0;
     }
-    let Some(cgroup) = wanted(task) else { return 0 };
+    let Some(cgroup) = wanted::<A>(task) else {
+        return 0;
+    };
     let Some(mut entry) = EVENTS.reserve::<ExitRecord>(0) else {
         record_loss(cgroup);
         return 0;
     };
     let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.header, KIND_EXIT, task, cgroup);
-    rec.exit_code = unsafe { ld(task, ro(&OFFSETS.task_exit_code)) };
+    fill_header::<A>(&mut rec.header, KIND_EXIT, task, cgroup);
+    rec.exit_code = unsafe { A::ld(task, ro(&OFFSETS.task_exit_code)) };
     rec._pad = 0;
     entry.submit(rare_wakeup());
     0
@@ -116,19 +144,29 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 /// was spent by `prev`; add it to `prev`'s cgroup.
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
+    switch::<Direct>(&ctx)
+}
+
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch_probe(ctx: BtfTracePointContext) -> i32 {
+    switch::<Probe>(&ctx)
+}
+
+#[inline(always)]
+fn switch<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let prev: Task = ctx.arg(1);
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let Some(last) = SWITCH_TS.get_ptr_mut(0) else {
         return 0;
     };
     let since = unsafe { core::mem::replace(&mut *last, now) };
-    let prev_pid: u32 = unsafe { ld(prev, ro(&OFFSETS.task_pid)) };
+    let prev_pid: u32 = unsafe { A::ld(prev, ro(&OFFSETS.task_pid)) };
     // pid 0 is the idle task; the first switch on a CPU has no start.
     if since == 0 || prev_pid == 0 {
         return 0;
     }
     let delta = now.saturating_sub(since);
-    let cgroup = cgroup_id(prev);
+    let cgroup = cgroup_id::<A>(prev);
     match ONCPU.get_ptr_mut(&cgroup) {
         Some(p) => unsafe { *p += delta },
         None => {

@@ -7,34 +7,55 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use observer_common::{
-    CountKey, SyscallRecord, COUNT_SLOTS, COUNT_SLOT_NRS, FLAG_SYSCALL_FILTER, KIND_SYSCALL,
-    KIND_SYSCALL_EXIT, MODE_COUNT, SYSCALL_BITMAP_WORDS,
+    CountKey, CountSlot, SyscallRecord, COUNT_SLOTS, COUNT_SLOT_NRS, FLAG_SYSCALL_FILTER,
+    KIND_SYSCALL, KIND_SYSCALL_EXIT, MODE_COUNT, SYSCALL_BITMAP_WORDS,
 };
 
 use crate::{
     maps::{
-        batched_wakeup, cgroup_dropped, record_loss, ro, CONFIG, COUNTS, COUNT_SLOTS_MAP, EVENTS,
-        OFFSETS,
+        batched_wakeup, cgroup_dropped, record_loss, ro, CONFIG, COUNTS, COUNT_RETIRED,
+        COUNT_SLOTS_MAP, EVENTS, OFFSETS,
     },
-    task::{cgroup_id, current, fill_header, ld, pidns},
+    task::{cgroup_id, fill_header, pidns, Access, Direct, Probe},
 };
 
 /// `TP_PROTO(struct pt_regs *regs, long id)`
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
-    let nr: i64 = ctx.arg(1);
-    match try_syscall(nr, 0, KIND_SYSCALL) {
-        Ok(r) | Err(r) => r,
-    }
+    enter::<Direct>(&ctx)
+}
+
+/// The same with `bpf_probe_read_kernel` (Linux 5.10).
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sys_enter_probe(ctx: BtfTracePointContext) -> i32 {
+    enter::<Probe>(&ctx)
 }
 
 /// `TP_PROTO(struct pt_regs *regs, long ret)`: the number comes from the
 /// registers. Only attached with `--sys-exit`.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
+    exit::<Direct>(&ctx)
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit_probe(ctx: BtfTracePointContext) -> i32 {
+    exit::<Probe>(&ctx)
+}
+
+#[inline(always)]
+fn enter<A: Access>(ctx: &BtfTracePointContext) -> i32 {
+    let nr: i64 = ctx.arg(1);
+    match try_syscall::<A>(nr, 0, KIND_SYSCALL) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+#[inline(always)]
+fn exit<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let ret: i64 = ctx.arg(1);
-    let nr = syscall_nr_from_regs(&ctx);
-    match try_syscall(nr, ret, KIND_SYSCALL_EXIT) {
+    let nr = syscall_nr_from_regs::<A>(ctx);
+    match try_syscall::<A>(nr, ret, KIND_SYSCALL_EXIT) {
         Ok(r) | Err(r) => r,
     }
 }
@@ -53,18 +74,21 @@ pub fn floor_classic_sys_enter(_ctx: TracePointContext) -> u32 {
 }
 
 #[cfg(bpf_target_arch = "x86_64")]
-fn syscall_nr_from_regs(ctx: &BtfTracePointContext) -> i64 {
-    let regs: *const aya_ebpf::bindings::pt_regs = ctx.arg(0);
+#[inline(always)]
+fn syscall_nr_from_regs<A: Access>(ctx: &BtfTracePointContext) -> i64 {
+    let regs: *const u8 = ctx.arg(0);
     // `orig_ax` holds the syscall number for the whole call.
-    unsafe { (*regs).orig_rax as i64 }
+    let off = core::mem::offset_of!(aya_ebpf::bindings::pt_regs, orig_rax) as u32;
+    unsafe { A::ld::<u64>(regs, off) as i64 }
 }
 
 #[cfg(bpf_target_arch = "aarch64")]
-fn syscall_nr_from_regs(ctx: &BtfTracePointContext) -> i64 {
+#[inline(always)]
+fn syscall_nr_from_regs<A: Access>(ctx: &BtfTracePointContext) -> i64 {
     let regs: *const u8 = ctx.arg(0);
     // arm64 `struct pt_regs`: 34 u64 of user registers, orig_x0, then the
     // s32 `syscallno`.
-    unsafe { *(regs.add(34 * 8 + 8) as *const i32) as i64 }
+    unsafe { A::ld::<i32>(regs, 34 * 8 + 8) as i64 }
 }
 
 #[inline(always)]
@@ -83,22 +107,22 @@ fn syscall_wanted(nr: i64) -> bool {
 }
 
 #[inline(always)]
-fn try_syscall(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
+fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
     if !syscall_wanted(nr) {
         return Ok(0);
     }
-    let task = current();
+    let task = A::current();
     // One load from the task we hold anyway, cheaper than the helper.
-    let tgid: u32 = unsafe { ld(task, ro(&OFFSETS.task_tgid)) };
+    let tgid: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_tgid)) };
     if tgid == ro(&CONFIG.self_tgid) {
         return Ok(0);
     }
-    let cgroup = cgroup_id(task);
+    let cgroup = cgroup_id::<A>(task);
     if ro(&CONFIG.mode) == MODE_COUNT {
         // Counting a host cgroup costs what filtering it out would: count
         // everything, and let the daemon choose what to show.
         if kind == KIND_SYSCALL {
-            count(cgroup, pidns(task), nr);
+            count(cgroup, pidns::<A>(task), nr);
         }
         return Ok(0);
     }
@@ -112,7 +136,7 @@ fn try_syscall(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
     // SAFETY: the reservation is sized for a SyscallRecord; every field is
     // written before submit, so no stale kernel memory leaves the program.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.header, kind, task, cgroup);
+    fill_header::<A>(&mut rec.header, kind, task, cgroup);
     rec.nr = nr;
     rec.ret = ret;
     entry.submit(batched_wakeup());
@@ -133,6 +157,8 @@ fn count(cgroup: u64, pidns: u32, nr: i64) {
         if s.cgroup_id == 0 {
             s.cgroup_id = cgroup;
             s.pidns = pidns;
+        } else if s.cgroup_id != cgroup && retired(s.cgroup_id) {
+            reclaim(s, cgroup, pidns);
         }
         if s.cgroup_id == cgroup && s.pidns == pidns && (0..COUNT_SLOT_NRS as i64).contains(&nr) {
             if let Some(c) = s.counts.get_mut(nr as usize) {
@@ -149,8 +175,33 @@ fn count(cgroup: u64, pidns: u32, nr: i64) {
     match COUNTS.get_ptr_mut(&key) {
         Some(p) => unsafe { *p += 1 },
         None => {
-            // If the map is full the count is lost; it holds 16k pairs.
-            let _ = COUNTS.insert(&key, &1, 0);
+            // A full map loses the count: say so, like a full ring buffer.
+            if COUNTS.insert(&key, &1, 0).is_err() {
+                record_loss(cgroup);
+            }
         }
     }
+}
+
+/// Whether the daemon has read a removed cgroup's last counts: its slots may
+/// then be taken over (on the collision path only).
+#[inline(always)]
+fn retired(cgroup: u64) -> bool {
+    unsafe { COUNT_RETIRED.get(&cgroup).is_some() }
+}
+
+/// Takes over this CPU's copy of a slot whose owner is retired. Only this
+/// CPU writes its copy, so the slot changes hands exactly: the old owner's
+/// counts were read before it was retired, and no task of a removed cgroup
+/// is left to add to them.
+#[inline(always)]
+fn reclaim(s: &mut CountSlot, cgroup: u64, pidns: u32) {
+    // A bounded loop (not a memset, which the BPF target can't call).
+    for i in 0..COUNT_SLOT_NRS {
+        if let Some(c) = s.counts.get_mut(i) {
+            unsafe { core::ptr::write_volatile(c, 0) };
+        }
+    }
+    s.cgroup_id = cgroup;
+    s.pidns = pidns;
 }

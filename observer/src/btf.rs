@@ -113,6 +113,24 @@ impl KernelBtf {
         }
     }
 
+    /// Whether the kernel knows the BPF helper `bpf_<name>`: its
+    /// `enum bpf_func_id` holds `BPF_FUNC_<name>` exactly when the helper
+    /// exists in this build.
+    pub fn has_helper(&self, name: &str) -> bool {
+        let wanted = format!("BPF_FUNC_{name}");
+        self.btf
+            .resolve_types_by_name("bpf_func_id")
+            .unwrap_or_default()
+            .iter()
+            .any(|t| match t {
+                Type::Enum(e) => e
+                    .members
+                    .iter()
+                    .any(|m| self.btf.resolve_name(m).is_ok_and(|n| n == wanted)),
+                _ => false,
+            })
+    }
+
     /// Every offset the programs need.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets> {
         let o = |s: &str, p: &[&str]| self.offset(s, p);
@@ -145,6 +163,8 @@ impl KernelBtf {
             kernfs_node_id: o("kernfs_node", &["id"])?,
             cgroup_root_hierarchy_id: o("cgroup_root", &["hierarchy_id"])?,
             bprm_filename: o("linux_binprm", &["filename"])?,
+            task_signal: o("task_struct", &["signal"])?,
+            signal_live: o("signal_struct", &["live"])?,
         })
     }
 }
@@ -179,6 +199,15 @@ mod tests {
         // Nested through an embedded struct: name.nodename is 65 bytes in.
         let name = k.offset("uts_namespace", &["name"]).unwrap();
         assert_eq!(o.utsns_nodename, name + 65);
+    }
+
+    #[test]
+    fn finds_helpers_in_the_kernels_enum() {
+        let Some(k) = kernel() else { return };
+        // 5.8 and 5.11 helpers; this machine's kernel is newer than both.
+        assert!(k.has_helper("ringbuf_reserve"));
+        assert!(k.has_helper("get_current_task_btf"));
+        assert!(!k.has_helper("no_such_helper"));
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub struct WatchArgs {
     /// Wake the reader once every N records per CPU (a power of two).
     #[arg(long, default_value_t = 512, hide = true)]
     pub wakeup_every: u32,
+    /// How the kernel programs read task fields: `auto` picks `btf` where
+    /// the kernel has `bpf_get_current_task_btf` (5.11+) and `probe-read`
+    /// before; forcing `probe-read` measures the 5.10 fallback anywhere.
+    #[arg(long, value_enum, default_value_t = crate::loader::TaskAccess::Auto)]
+    pub task_access: crate::loader::TaskAccess,
     /// Attribute containers from their v1 cgroups (/proc/PID/cgroup), as on
     /// a host without cgroup2 (the default there).
     #[arg(long, hide = true)]

@@ -3,15 +3,15 @@
 //! a closed output ends it. Everything attached is released on the way out.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use observer_common::{
-    CountKey, CountSlot, CGROUP_DROP, CGROUP_PASS, COUNT_SLOTS, COUNT_SLOT_NRS, KIND_CGROUP_RMDIR,
-    MODE_COUNT, MODE_STREAM, STAT_EMITTED, STAT_LOST, SYSCALL_BITMAP_WORDS,
+    CountKey, CGROUP_DROP, CGROUP_PASS, KIND_CGROUP_RMDIR, MODE_COUNT, MODE_STREAM, STAT_EMITTED,
+    STAT_LOST, SYSCALL_BITMAP_WORDS,
 };
 use tokio::{
     io::{unix::AsyncFd, Interest},
@@ -69,11 +69,14 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         wakeup_every: args.wakeup_every,
         floor_only: false,
         floor_classic: false,
+        access: args.task_access,
     })
 }
 
-/// Cumulative counters from the kernel maps.
-fn snapshot(l: &Counters, mode: Mode) -> KernelCounters {
+/// Cumulative counters from the kernel maps. Count slots still holding a
+/// retired cgroup are skipped: its counts were reported before it was
+/// retired, and the aggregator has forgotten them.
+fn snapshot(l: &Counters, mode: Mode, retired: &HashSet<u64>) -> KernelCounters {
     let mut k = KernelCounters {
         now_ts: boot_ns(),
         ..Default::default()
@@ -98,7 +101,10 @@ fn snapshot(l: &Counters, mode: Mode) -> KernelCounters {
     if mode == Mode::Count {
         let mut counts: HashMap<(u64, u32, u32), u64> = HashMap::new();
         for values in l.count_slots.iter().flatten() {
-            for slot in values.iter().filter(|s| s.cgroup_id != 0) {
+            for slot in values
+                .iter()
+                .filter(|s| s.cgroup_id != 0 && !retired.contains(&s.cgroup_id))
+            {
                 for (nr, &n) in slot.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
                     *counts
                         .entry((slot.cgroup_id, slot.pidns, nr as u32))
@@ -107,6 +113,9 @@ fn snapshot(l: &Counters, mode: Mode) -> KernelCounters {
             }
         }
         for (key, values) in l.counts.iter().flatten() {
+            if retired.contains(&key.cgroup_id) {
+                continue;
+            }
             *counts
                 .entry((key.cgroup_id, key.pidns, key.nr))
                 .or_default() += values.iter().sum::<u64>();
@@ -116,36 +125,59 @@ fn snapshot(l: &Counters, mode: Mode) -> KernelCounters {
     k
 }
 
-/// Frees the count slots of removed cgroups, where every CPU's copy of the
-/// slot holds the removed cgroup: no task of it is left to write there, and
-/// no other pair can claim a slot that is not empty, so nothing races.
-fn free_count_slots(l: &mut Counters, removed: &[u64]) {
-    for &cg in removed {
-        let idx = (cg as u32) & (COUNT_SLOTS - 1);
-        let Ok(values) = l.count_slots.get(&idx, 0) else {
-            continue;
-        };
-        if values.iter().all(|s| s.cgroup_id == cg) {
-            let empty = CountSlot {
-                cgroup_id: 0,
-                pidns: 0,
-                _pad: 0,
-                counts: [0; COUNT_SLOT_NRS],
-            };
-            let n = values.len();
-            if let Ok(zeroed) = aya::maps::PerCpuValues::try_from(vec![empty; n]) {
-                let _ = l.count_slots.set(idx, zeroed, 0);
-            }
+/// Count mode's bookkeeping of removed cgroups. Once the registry forgets a
+/// removed cgroup (long after its last task is gone, and after summaries
+/// have reported its last counts), the cgroup is retired: its hash entries
+/// are deleted, and the kernel may take its slots over (each CPU its own
+/// copy, so nothing races; see `reclaim` in `observer-ebpf`). A retired
+/// cgroup is forgotten here once no slot holds it any more.
+#[derive(Default)]
+struct Retirement {
+    retired: HashSet<u64>,
+}
+
+impl Retirement {
+    fn retire(&mut self, l: &mut Counters, removed: &[u64]) {
+        if removed.is_empty() {
+            return;
         }
-        // Hash entries of the removed cgroup.
+        let gone: HashSet<u64> = removed.iter().copied().collect();
+        for &cg in removed {
+            // A full map only keeps the slot from being reused.
+            let _ = l.count_retired.insert(cg, 1, 0);
+            self.retired.insert(cg);
+        }
         let keys: Vec<CountKey> = l
             .counts
             .keys()
             .flatten()
-            .filter(|k| k.cgroup_id == cg)
+            .filter(|k| gone.contains(&k.cgroup_id))
             .collect();
         for k in keys {
             let _ = l.counts.remove(&k);
+        }
+    }
+
+    /// Forgets retired cgroups that no CPU's slot holds any more.
+    fn prune(&mut self, l: &mut Counters) {
+        if self.retired.is_empty() {
+            return;
+        }
+        let held: HashSet<u64> = l
+            .count_slots
+            .iter()
+            .flatten()
+            .flat_map(|v| v.iter().map(|s| s.cgroup_id).collect::<Vec<_>>())
+            .collect();
+        let free: Vec<u64> = self
+            .retired
+            .iter()
+            .copied()
+            .filter(|cg| !held.contains(cg))
+            .collect();
+        for cg in free {
+            let _ = l.count_retired.remove(&cg);
+            self.retired.remove(&cg);
         }
     }
 }
@@ -230,6 +262,17 @@ fn drain(ring: &mut RingBuf<MapData>, cgroups: &mut CgroupRing, p: &mut Pipeline
     false
 }
 
+/// Whether `sig` was set to SIG_IGN by whoever started us (the disposition
+/// is inherited across exec).
+pub fn signal_ignored(sig: libc::c_int) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a NULL new action
+    // only queries.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// Runs the observer until a signal, `--duration` or a closed output.
 pub async fn run(args: WatchArgs) -> Result<()> {
     run_until(args, std::future::pending()).await
@@ -251,7 +294,13 @@ pub async fn run_with_taps(
     // comes while the programs are still loading.
     let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+    // Under `nohup` (or any parent that ignores SIGHUP) a hangup must not
+    // stop us: only catch SIGHUP when it was not ignored when we started.
+    let mut sighup = if signal_ignored(libc::SIGHUP) {
+        None
+    } else {
+        Some(signal(SignalKind::hangup()).context("install SIGHUP handler")?)
+    };
     let duration = args.duration.map(Duration::from_secs_f64);
     let shutdown = async move {
         let deadline = async {
@@ -263,7 +312,12 @@ pub async fn run_with_taps(
         tokio::select! {
             _ = sigint.recv() => {}
             _ = sigterm.recv() => {}
-            _ = sighup.recv() => {}
+            _ = async {
+                match sighup.as_mut() {
+                    Some(s) => { s.recv().await; }
+                    None => std::future::pending().await,
+                }
+            } => {}
             _ = stop => {}
             _ = deadline => {}
         }
@@ -342,6 +396,7 @@ pub async fn run_with_taps(
         p.metrics = Some(m);
     }
     p.web = feed;
+    p.render.task_access = loaded.access;
     p.kernel_record();
     p.sink().flush().ok();
     if args.format == crate::cli::Format::Table {
@@ -407,18 +462,22 @@ async fn run_loop(
     tokio::pin!(shutdown);
     let Loaded {
         ebpf,
+        access: _,
         events,
         cgroup_events,
         count_slots,
         counts,
+        count_retired,
         loss,
         oncpu,
         stats,
         mut cgroup_filter,
     } = loaded;
+    let mut retirement = Retirement::default();
     let mut maps = Counters {
         count_slots,
         counts,
+        count_retired,
         loss,
         oncpu,
         stats,
@@ -460,7 +519,7 @@ async fn run_loop(
                 drain(ring.get_mut(), &mut cgroups, &mut p);
                 let removed = p.housekeeping();
                 if mode == Mode::Count {
-                    free_count_slots(&mut maps, &removed);
+                    retirement.retire(&mut maps, &removed);
                 }
                 for cg in &removed {
                     let _ = cgroup_filter.remove(cg);
@@ -480,9 +539,10 @@ async fn run_loop(
                     break;
                 }
                 drain(ring.get_mut(), &mut cgroups, &mut p);
-                let k = snapshot(&maps, mode);
+                let k = snapshot(&maps, mode, &retirement.retired);
                 last_summary = tokio::time::Instant::now();
                 p.summary(&k, interval.as_secs_f64());
+                retirement.prune(&mut maps);
             }
             _ = &mut shutdown => break,
         }
@@ -503,10 +563,14 @@ async fn run_loop(
         }
     }
 
-    // Last records, last summary, final loss account; then every link and
-    // map is released as `ebpf` and the maps drop.
-    // What is in the ring now, and no more: a busy host never empties it.
-    let _ = drain(ring.get_mut(), &mut cgroups, &mut p);
+    // Detach every program first: nothing more enters either ring, so the
+    // event ring can be drained to the end (a busy host would never let it
+    // empty), and every record the kernel counted as emitted is read. The
+    // maps taken out of `ebpf` stay readable for the last summary and loss
+    // account. Last records, last summary, final loss account; then every
+    // map is released as they drop.
+    drop(ebpf);
+    while !drain(ring.get_mut(), &mut cgroups, &mut p) {}
     cgroups.apply_removals(&mut p, true);
     // Names still on their way get a last short chance.
     let grace = tokio::time::sleep(Duration::from_millis(300));
@@ -518,12 +582,11 @@ async fn run_loop(
         }
     }
     p.release_all();
-    let k = snapshot(&maps, mode);
+    let k = snapshot(&maps, mode, &retirement.retired);
     p.final_summary(&k, last_summary.elapsed().as_secs_f64());
     p.final_loss(&k);
     let _ = p.sink().finish(FINISH_WRITING);
     drop(ring);
-    drop(ebpf);
     Ok(())
 }
 

@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod privilege;
 pub mod render;
 pub mod roster;
+pub mod selfid;
 pub mod summary;
 pub mod syscalls;
 pub mod vm;

@@ -18,6 +18,55 @@ use crate::btf::KernelBtf;
 /// eBPF toolchain).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer.bpf.o"));
 
+/// The oldest kernel the observer loads on, and the kernels the VM matrix
+/// test (`tests/matrix.rs`) and this machine verify it on.
+pub const MIN_KERNEL: (u32, u32) = (5, 10);
+pub const VERIFIED_KERNELS: &str = "5.10, 6.1, 6.12 and 6.18";
+
+/// How the programs read kernel memory (see `observer-ebpf/src/task.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskAccess {
+    /// `btf` where the kernel has `bpf_get_current_task_btf` (5.11+),
+    /// `probe-read` before.
+    #[default]
+    Auto,
+    /// Loads through BTF-typed pointers.
+    Btf,
+    /// `bpf_probe_read_kernel` per field, the 5.10 fallback.
+    ProbeRead,
+}
+
+impl TaskAccess {
+    /// As the `kernel` record names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskAccess::Auto => "auto",
+            TaskAccess::Btf => "btf",
+            TaskAccess::ProbeRead => "probe_read",
+        }
+    }
+}
+
+/// `major.minor` of a release string such as `5.10.0-32-amd64`.
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// One line for a kernel the observer does not run on.
+pub fn check_kernel_version(release: &str) -> Result<()> {
+    match kernel_version(release) {
+        Some(v) if v < MIN_KERNEL => bail!(
+            "Linux {release} is too old: the observer needs Linux {}.{} or newer with BTF (verified on {VERIFIED_KERNELS})",
+            MIN_KERNEL.0,
+            MIN_KERNEL.1
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// What to load and attach.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -34,6 +83,7 @@ pub struct LoadOptions {
     pub floor_only: bool,
     /// With `floor_only`: on the classic `raw_syscalls` tracepoint instead.
     pub floor_classic: bool,
+    pub access: TaskAccess,
 }
 
 impl Default for LoadOptions {
@@ -48,16 +98,20 @@ impl Default for LoadOptions {
             wakeup_every: 512,
             floor_only: false,
             floor_classic: false,
+            access: TaskAccess::Auto,
         }
     }
 }
 
 pub struct Loaded {
     pub ebpf: Ebpf,
+    /// The flavour of programs loaded (never `Auto`).
+    pub access: TaskAccess,
     pub events: RingBuf<MapData>,
     pub cgroup_events: RingBuf<MapData>,
     pub count_slots: PerCpuArray<MapData, CountSlot>,
     pub counts: PerCpuHashMap<MapData, CountKey, u64>,
+    pub count_retired: BpfHashMap<MapData, u64, u32>,
     pub loss: PerCpuHashMap<MapData, u64, u64>,
     pub oncpu: PerCpuHashMap<MapData, u64, u64>,
     pub stats: PerCpuArray<MapData, u64>,
@@ -68,6 +122,7 @@ pub struct Loaded {
 pub struct Counters {
     pub count_slots: PerCpuArray<MapData, CountSlot>,
     pub counts: PerCpuHashMap<MapData, CountKey, u64>,
+    pub count_retired: BpfHashMap<MapData, u64, u32>,
     pub loss: PerCpuHashMap<MapData, u64, u64>,
     pub oncpu: PerCpuHashMap<MapData, u64, u64>,
     pub stats: PerCpuArray<MapData, u64>,
@@ -130,14 +185,23 @@ fn raise_memlock(release: &str) {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tracepoint: &str) -> Result<()> {
+fn attach(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    access: TaskAccess,
+    prog: &str,
+    tracepoint: &str,
+) -> Result<()> {
+    let name = match access {
+        TaskAccess::ProbeRead => format!("{prog}{PROBE_SUFFIX}"),
+        _ => prog.to_owned(),
+    };
     let p: &mut BtfTracePoint = ebpf
-        .program_mut(prog)
-        .with_context(|| format!("program {prog} missing from the eBPF object"))?
+        .program_mut(&name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?
         .try_into()?;
-    p.load(tracepoint, btf).with_context(|| {
-        format!("load tp_btf/{tracepoint} (the kernel needs BTF-enabled tracepoints, Linux 5.5+)")
-    })?;
+    p.load(tracepoint, btf)
+        .with_context(|| format!("load {name} on tp_btf/{tracepoint}"))?;
     p.attach()
         .with_context(|| format!("attach tp_btf/{tracepoint}"))?;
     Ok(())
@@ -174,12 +238,20 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         eprintln!("warning: {e:#}");
     }
     let release = crate::kernel_info::KernelInfo::read().release;
+    check_kernel_version(&release)?;
     raise_memlock(&release);
-    let offsets = KernelBtf::load()
-        .and_then(|k| k.kernel_offsets())
+    let kernel_btf = KernelBtf::load()?;
+    let offsets = kernel_btf
+        .kernel_offsets()
         .with_context(|| format!("resolve kernel structure offsets from BTF on Linux {release}"))?;
+    let access = match opts.access {
+        TaskAccess::Auto if kernel_btf.has_helper("get_current_task_btf") => TaskAccess::Btf,
+        TaskAccess::Auto => TaskAccess::ProbeRead,
+        chosen => chosen,
+    };
+    drop(kernel_btf);
     let mut config = Config {
-        self_tgid: std::process::id(),
+        self_tgid: crate::selfid::host_tgid()?,
         mode: opts.mode,
         flags: 0,
         wakeup_every: wakeup_every(opts),
@@ -216,27 +288,30 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         p.attach("raw_syscalls", "sys_enter")
             .context("attach raw_syscalls:sys_enter")?;
     } else if opts.floor_only {
-        attach(&mut ebpf, &btf, PROG_FLOOR, "sys_enter")?;
+        attach(&mut ebpf, &btf, TaskAccess::Btf, PROG_FLOOR, "sys_enter")?;
     } else {
-        attach(&mut ebpf, &btf, PROG_SYS_ENTER, "sys_enter")?;
+        let a = access;
+        attach(&mut ebpf, &btf, a, PROG_SYS_ENTER, "sys_enter")?;
         if opts.sys_exit {
-            attach(&mut ebpf, &btf, PROG_SYS_EXIT, "sys_exit")?;
+            attach(&mut ebpf, &btf, a, PROG_SYS_EXIT, "sys_exit")?;
         }
         if opts.lifecycle {
-            attach(&mut ebpf, &btf, PROG_FORK, "sched_process_fork")?;
-            attach(&mut ebpf, &btf, PROG_EXEC, "sched_process_exec")?;
-            attach(&mut ebpf, &btf, PROG_EXIT, "sched_process_exit")?;
+            attach(&mut ebpf, &btf, a, PROG_FORK, "sched_process_fork")?;
+            attach(&mut ebpf, &btf, a, PROG_EXEC, "sched_process_exec")?;
+            attach(&mut ebpf, &btf, a, PROG_EXIT, "sched_process_exit")?;
         }
-        attach(&mut ebpf, &btf, PROG_SWITCH, "sched_switch")?;
-        attach(&mut ebpf, &btf, PROG_CGROUP_MKDIR, "cgroup_mkdir")?;
-        attach(&mut ebpf, &btf, PROG_CGROUP_RMDIR, "cgroup_rmdir")?;
+        attach(&mut ebpf, &btf, a, PROG_SWITCH, "sched_switch")?;
+        attach(&mut ebpf, &btf, a, PROG_CGROUP_MKDIR, "cgroup_mkdir")?;
+        attach(&mut ebpf, &btf, a, PROG_CGROUP_RMDIR, "cgroup_rmdir")?;
     }
 
     Ok(Loaded {
+        access,
         events: take(&mut ebpf, MAP_EVENTS)?,
         cgroup_events: take(&mut ebpf, MAP_CGROUP_EVENTS)?,
         count_slots: take(&mut ebpf, MAP_COUNT_SLOTS)?,
         counts: take(&mut ebpf, MAP_COUNTS)?,
+        count_retired: take(&mut ebpf, MAP_COUNT_RETIRED)?,
         loss: take(&mut ebpf, MAP_LOSS)?,
         oncpu: take(&mut ebpf, MAP_ONCPU)?,
         stats: take(&mut ebpf, MAP_STATS)?,
@@ -262,6 +337,18 @@ pub fn kernel_has_btf() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_kernels_older_than_the_verified_range_in_one_line() {
+        assert_eq!(kernel_version("5.10.0-32-amd64"), Some((5, 10)));
+        assert_eq!(kernel_version("6.18.44-fc-v595"), Some((6, 18)));
+        assert!(check_kernel_version("5.10.0-32-amd64").is_ok());
+        assert!(check_kernel_version("6.1.0-40-amd64").is_ok());
+        let err = check_kernel_version("4.19.0-27-amd64").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("needs Linux 5.10 or newer"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
 
     #[test]
     fn tells_whether_tracefs_is_mounted() {

@@ -33,6 +33,8 @@ pub struct Render {
     pub host_ns: HostNamespaces,
     /// Boot time -> Unix time, in ns.
     pub clock: i64,
+    /// How the loaded programs read kernel memory (the `kernel` record).
+    pub task_access: crate::loader::TaskAccess,
     format: Format,
     mode: Mode,
     summary_only: bool,
@@ -62,6 +64,7 @@ impl Render {
             kernel: KernelInfo::read(),
             host_ns: HostNamespaces::read(),
             clock,
+            task_access: crate::loader::TaskAccess::Auto,
             format: args.format,
             mode: args.mode,
             summary_only: args.summary_only,
@@ -112,6 +115,7 @@ impl Render {
                 },
             )
             .u64("observer_pid", std::process::id().into())
+            .str("task_access", self.task_access.as_str())
             .str("observer_version", env!("CARGO_PKG_VERSION"));
         o.end();
     }

@@ -20,6 +20,10 @@ struct Args {
     /// Run in fresh PID, mount and UTS namespaces (as their PID 1).
     #[arg(long)]
     unshare: bool,
+    /// With --unshare: nest this many PID namespaces, each the child of the
+    /// last (the kernel allows 32).
+    #[arg(long, default_value_t = 1)]
+    depth: u32,
     /// Set this hostname (needs --unshare).
     #[arg(long)]
     hostname: Option<String>,
@@ -55,6 +59,76 @@ struct Args {
     /// Be a guest's /init (the default when started as PID 1).
     #[arg(long)]
     init: bool,
+    /// Also call each syscall number from 1000 to 1000+N-1 once (none
+    /// exists: each fails with ENOSYS, but each is a distinct number).
+    #[arg(long, default_value_t = 0)]
+    distinct_numbers: u64,
+    /// The main thread ends first (`pthread_exit`); a second thread then
+    /// makes the getppid calls and ends the process.
+    #[arg(long)]
+    leader_exits_first: bool,
+    /// A second thread execs this program (the kernel's `de_thread` then
+    /// ends the old leader while the process goes on).
+    #[arg(long)]
+    exec_from_thread: Option<String>,
+}
+
+/// Whether the thread-group leader has exited: `/proc/self/stat` shows the
+/// leader's state, `Z` once it is gone while other threads run.
+fn leader_gone() -> bool {
+    fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+        })
+        .is_some_and(|state| state == 'Z')
+}
+
+/// `--leader-exits-first`: never returns.
+fn leader_exits_first(calls: u64) -> ! {
+    std::thread::spawn(move || {
+        while !leader_gone() {
+            std::thread::yield_now();
+        }
+        for _ in 0..calls {
+            // SAFETY: getppid has no arguments and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        }
+        // SAFETY: gettid has no arguments.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+        println!("{}", serde_json::json!({"calls": calls, "last_tid": tid}));
+        // exit_group from the last thread.
+        std::process::exit(0);
+    });
+    // The bare exit(2) syscall ends only the calling (main) thread, as
+    // pthread_exit does at its end, without unwinding Rust frames (which
+    // glibc's forced unwind can't do).
+    loop {
+        // SAFETY: ends this thread; nothing of it is used afterwards.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+    }
+}
+
+/// `--exec-from-thread`: never returns.
+fn exec_from_thread(prog: &str, calls: u64) -> ! {
+    let c = CString::new(prog).expect("no NUL in path");
+    for _ in 0..calls {
+        // SAFETY: getppid has no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+    let t = std::thread::spawn(move || {
+        let argv = [c.as_ptr(), std::ptr::null()];
+        // SAFETY: valid NUL-terminated path and argv.
+        unsafe { libc::execv(c.as_ptr(), argv.as_ptr()) };
+        eprintln!(
+            "observer-workload: execv from a thread: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(1);
+    });
+    let _ = t.join();
+    std::process::exit(1)
 }
 
 /// fork + exec /bin/true, `n` times; ns per round trip.
@@ -153,14 +227,16 @@ fn main() {
             std::process::exit(1);
         }
     }
-    if args.unshare {
+    for level in 0..if args.unshare { args.depth.max(1) } else { 0 } {
+        let flags = if level == 0 {
+            libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS
+        } else {
+            libc::CLONE_NEWPID
+        };
         // SAFETY: plain syscalls; after fork the child only continues this
         // single-threaded program.
         unsafe {
-            check(
-                libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS) as i64,
-                "unshare",
-            );
+            check(libc::unshare(flags) as i64, "unshare");
             let child = libc::fork();
             check(child as i64, "fork");
             if child > 0 {
@@ -197,6 +273,12 @@ fn main() {
             libc::waitpid(child, &mut status, 0);
         }
     }
+    if args.leader_exits_first {
+        leader_exits_first(args.calls);
+    }
+    if let Some(prog) = &args.exec_from_thread {
+        exec_from_thread(prog, args.calls);
+    }
     if let Some(n) = args.spawn {
         println!(
             "{}",
@@ -211,6 +293,10 @@ fn main() {
             serde_json::json!({"calls": calls, "rate": args.rate, "seconds": args.seconds})
         );
         return;
+    }
+    for nr in 1000..1000 + args.distinct_numbers {
+        // SAFETY: a number no kernel implements: ENOSYS, no effect.
+        unsafe { libc::syscall(nr as libc::c_long) };
     }
     let start = Instant::now();
     for _ in 0..args.calls {
