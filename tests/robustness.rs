@@ -1034,3 +1034,83 @@ fn the_table_in_a_pipe_is_plain_text_within_its_width() {
     );
     assert!(stdout.lines().all(|l| l.chars().count() <= 80), "{stdout}");
 }
+
+/// Started under `nohup` (SIGHUP ignored by the parent), a hangup does not
+/// stop the observer; SIGINT still does.
+#[test]
+fn an_inherited_sighup_ignore_is_respected() {
+    if !privileged() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("nohup");
+    let out = dir.path().join("out.jsonl");
+    let mut cmd = Command::new(OBSERVER);
+    cmd.arg("--output")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("start the observer");
+    wait_started(&out, &mut child);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    // Its next records prove it outlived the hangup: a workload's calls
+    // arrive after it.
+    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    let path = cg.path.to_string_lossy().into_owned();
+    workload(&["--cgroup", &path, "--calls", "10"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(&out).is_ok_and(|s| s.contains(&format!("\"cgroup_id\":{}", cg.id))) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "SIGHUP stopped an observer that inherited SIG_IGN for it"
+        );
+        assert!(Instant::now() < deadline, "no records after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.try_wait().unwrap().is_none());
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = wait_for(&mut child, Duration::from_secs(30), "observer after SIGINT");
+    assert!(status.success());
+}
+
+/// Records still in the ring when the observer is told to stop are read to
+/// the last one: what the kernel emitted is what the daemon received.
+#[test]
+fn the_final_drain_reads_everything_left_in_the_ring() {
+    if !privileged() {
+        return;
+    }
+    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    // 64 MiB hold the whole workload: nothing is lost in the kernel.
+    let obs = Observer::start(&["--ring-buffer-kb", "65536", "--syscall", "getppid"]);
+    // Stopped, the daemon reads nothing while the ring fills.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(obs.pid() as i32, libc::SIGSTOP) };
+    let path = cg.path.to_string_lossy().into_owned();
+    workload(&["--cgroup", &path, "--calls", "200000"]);
+    // SAFETY: as above; SIGINT is queued before the process runs again.
+    unsafe {
+        libc::kill(obs.pid() as i32, libc::SIGINT);
+        libc::kill(obs.pid() as i32, libc::SIGCONT);
+    }
+    let rec = obs.stop();
+    let received = rec
+        .in_cgroup(cg.id)
+        .iter()
+        .filter(|e| e["syscall"] == "getppid")
+        .count();
+    let last = rec.lines.last().unwrap();
+    assert_eq!(last["type"], "loss");
+    assert_eq!(last["lost_total"], 0, "{last}");
+    assert_eq!(received, 200_000, "every record left in the ring: {last}");
+    assert_eq!(last["received_total"], last["emitted_total"], "{last}");
+}
