@@ -252,3 +252,43 @@ fn cgroup_v1_attribution_from_proc() {
         rec.stderr
     );
 }
+
+/// Without cgroup2, a process seen before it joins its container's v1
+/// cgroups (as `runc init` is) is looked up again when it forks or execs:
+/// what it does from then on is the container's.
+#[test]
+fn cgroup_v1_attribution_follows_a_late_join() {
+    if !privileged() {
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some((mount, _)) = observer::container::v1::v1_hierarchy(&mountinfo) else {
+        observer::privilege::skip_or_fail("no cgroup v1 hierarchy is mounted on this host");
+        return;
+    };
+    let id = fake_id();
+    let dir = mount.join("docker").join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let obs = Observer::start(&["--cgroup-v1", "--syscall", "getppid"]);
+    // Its exec is read while it is still in the host's cgroup; it then
+    // joins, forks (for /bin/true) and makes its calls.
+    workload(&[
+        "--cgroup",
+        &dir.to_string_lossy(),
+        "--cgroup-delay-ms",
+        "500",
+        "--exec",
+        "/bin/true",
+        "--calls",
+        "200",
+        "--linger-ms",
+        "800",
+    ]);
+    let rec = obs.stop();
+    let _ = std::fs::remove_dir(&dir);
+    let ours = rec
+        .of_type("syscall")
+        .filter(|e| e["syscall"] == "getppid" && e["container"]["id"] == id.as_str())
+        .count();
+    assert_eq!(ours, 200, "every call after the join is the container's");
+}

@@ -150,11 +150,17 @@ fn exit_comes_once_when_the_whole_thread_group_is_gone() {
         return;
     }
     for access in [TaskAccess::Btf, TaskAccess::ProbeRead] {
-        let obs = Observer::start(&["--host", "--task-access", access.arg()]);
-        let leader_first = workload_spawn(&["--leader-exits-first", "--calls", "200"]);
+        // In a container-shaped cgroup of its own: only its records are
+        // streamed, whatever else the host does meanwhile.
+        let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+        let path = cg.path.to_string_lossy().into_owned();
+        let obs = Observer::start(&["--task-access", access.arg()]);
+        let leader_first =
+            workload_spawn(&["--cgroup", &path, "--leader-exits-first", "--calls", "200"]);
         let pid1 = leader_first.id();
         let report = workload_wait(leader_first);
-        let exec_from_thread = workload_spawn(&["--exec-from-thread", "/bin/true"]);
+        let exec_from_thread =
+            workload_spawn(&["--cgroup", &path, "--exec-from-thread", "/bin/true"]);
         let pid2 = exec_from_thread.id();
         let status = wait_for(
             &mut { exec_from_thread },
@@ -196,11 +202,11 @@ fn exit_comes_once_when_the_whole_thread_group_is_gone() {
             .filter(|e| e["type"] == "exec" || e["type"] == "exit")
             .map(|e| e["type"].as_str().unwrap())
             .collect();
-        // The test's spawn execs the workload; its thread then execs
-        // /bin/true, which ends the old leader: no exit for that.
+        // Its thread execs /bin/true, which ends the old leader: no exit
+        // for that. (The workload's own exec came before it joined.)
         assert_eq!(
             kinds,
-            ["exec", "exec", "exit"],
+            ["exec", "exit"],
             "{access:?}: the old leader's end is no exit"
         );
     }
@@ -252,7 +258,7 @@ fn everything_after_the_first_line_is_seen() {
     for access in [TaskAccess::Btf, TaskAccess::ProbeRead] {
         let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
         // `start` returns as soon as the kernel record is in the file.
-        let obs = Observer::start(&["--host", "--task-access", access.arg()]);
+        let obs = Observer::start(&["--task-access", access.arg()]);
         let cgroup = cg.path.to_string_lossy().into_owned();
         let me = workload(&[
             "--cgroup",
@@ -278,6 +284,121 @@ fn everything_after_the_first_line_is_seen() {
             );
         }
     }
+}
+
+#[test]
+fn count_mode_counts_exactly_in_the_kernel() {
+    if !privileged() {
+        return;
+    }
+    // A Docker-shaped path so that the summaries list the cgroup by itself.
+    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    let obs = Observer::start(&["--mode", "count", "--interval", "0.5"]);
+    let cgroup = cg.path.to_string_lossy().into_owned();
+    let me = workload(&["--cgroup", &cgroup, "--unshare", "--calls", "1000"]);
+    let mut cg = cg;
+    cg.remove();
+    let rec = obs.stop();
+    assert_eq!(
+        rec.summary_count(cg.id, "getppid"),
+        1000,
+        "in-kernel count of getppid for the cgroup"
+    );
+    // The lifecycle tracepoints stay on in count mode: forks and exits are
+    // counted (the workload forks its PID 1 and both exit; it execs nothing
+    // there), and the container's start and exit are recorded.
+    let total = |k: &str| -> u64 {
+        rec.summary_entries(cg.id)
+            .iter()
+            .map(|e| e[k].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(
+        total("forks") >= 1 && total("exits") >= 2,
+        "forks {} execs {} exits {}",
+        total("forks"),
+        total("execs"),
+        total("exits")
+    );
+    let lifecycle: Vec<&Value> = rec
+        .of_type("container")
+        .filter(|l| l["cgroup_id"] == cg.id)
+        .collect();
+    assert_eq!(
+        lifecycle.len(),
+        2,
+        "a start and an exit record: {lifecycle:?}"
+    );
+    assert_eq!(lifecycle[0]["event"], "start");
+    assert_eq!(lifecycle[1]["event"], "exit");
+    for t in ["fork", "exec", "exit"] {
+        assert_eq!(rec.of_type(t).count(), 0, "count mode streams no {t} lines");
+    }
+    let entries = rec.summary_entries(cg.id);
+    // Keyed by each task's own pidns: the workload's PID 1 inside its own,
+    // its parent (which made the namespace) in the host's.
+    let seen: Vec<&Value> = entries
+        .iter()
+        .flat_map(|e| e["pidns_seen"].as_array().unwrap().iter())
+        .collect();
+    assert!(seen.contains(&&me["pidns"]), "{entries:?}");
+    assert_eq!(
+        rec.of_type("syscall").count(),
+        0,
+        "count mode streams no per-syscall records"
+    );
+}
+
+#[test]
+fn syscall_filter_keeps_only_the_named_syscalls() {
+    if !privileged() {
+        return;
+    }
+    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    let obs = Observer::start(&["--syscall", "getppid"]);
+    let cgroup = cg.path.to_string_lossy().into_owned();
+    workload(&["--cgroup", &cgroup, "--calls", "300"]);
+    let rec = obs.stop();
+    let events = rec.in_cgroup(cg.id);
+    let syscalls: Vec<_> = events.iter().filter(|e| e["type"] == "syscall").collect();
+    assert_eq!(syscalls.len(), 300);
+    assert!(syscalls.iter().all(|e| e["syscall"] == "getppid"));
+}
+
+#[test]
+fn sys_exit_carries_return_values() {
+    if !privileged() {
+        return;
+    }
+    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    let obs = Observer::start(&["--sys-exit", "--syscall", "getppid"]);
+    let cgroup = cg.path.to_string_lossy().into_owned();
+    workload(&["--cgroup", &cgroup, "--unshare", "--calls", "10"]);
+    let rec = obs.stop();
+    let exits: Vec<_> = rec
+        .in_cgroup(cg.id)
+        .into_iter()
+        .filter(|e| e["type"] == "syscall_exit" && e["syscall"] == "getppid")
+        .collect();
+    assert_eq!(exits.len(), 10);
+    // PID 1's parent is outside its namespace: getppid returns 0.
+    assert!(exits.iter().all(|e| e["ret"] == 0), "{exits:?}");
+}
+
+#[test]
+fn the_observer_never_observes_itself() {
+    if !privileged() {
+        return;
+    }
+    let obs = Observer::start(&["--host"]);
+    let pid = obs.pid();
+    workload(&["--calls", "10"]);
+    let rec = obs.stop();
+    assert!(
+        rec.lines.iter().all(|l| l["pid"] != pid),
+        "its own tgid is filtered in the kernel"
+    );
+    assert!(rec.of_type("syscall").count() > 0);
 }
 
 /// A cgroup made under `parent` whose count slot (the ID's low 8 bits,
@@ -371,4 +492,25 @@ fn count_mode_overflow_is_counted_as_loss() {
         (17_000..=17_200).contains(&(counted + lost)),
         "counted {counted} + lost {lost}"
     );
+}
+
+/// A new thread is no new process: summaries count it in `threads`, apart
+/// from `forks`.
+#[test]
+fn threads_are_counted_apart_from_forks() {
+    if !privileged() {
+        return;
+    }
+    let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    let obs = Observer::start(&["--interval", "0.5"]);
+    let path = cg.path.to_string_lossy().into_owned();
+    // One thread, no child process.
+    workload(&["--cgroup", &path, "--leader-exits-first", "--calls", "10"]);
+    // One child process, no thread.
+    workload(&["--cgroup", &path, "--exec", "/bin/true", "--calls", "10"]);
+    let rec = obs.stop();
+    let entries = rec.summary_entries(cg.id);
+    let sum = |k: &str| -> u64 { entries.iter().map(|e| e[k].as_u64().unwrap_or(0)).sum() };
+    assert_eq!(sum("threads"), 1, "{entries:?}");
+    assert_eq!(sum("forks"), 1, "{entries:?}");
 }

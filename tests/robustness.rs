@@ -1111,6 +1111,41 @@ fn the_final_drain_reads_everything_left_in_the_ring() {
     let last = rec.lines.last().unwrap();
     assert_eq!(last["type"], "loss");
     assert_eq!(last["lost_total"], 0, "{last}");
-    assert_eq!(received, 200_000, "every record left in the ring: {last}");
+    // Every record left in the ring was read: handed on, or (on a machine
+    // too slow to render them all in the final drain's time) counted.
+    let dropped = last["dropped_by_daemon"].as_u64().unwrap();
+    // (the workload's few lifecycle records may be among the counted).
+    assert!(
+        (200_000..=200_010).contains(&(received as u64 + dropped)),
+        "received {received}: {last}"
+    );
+    if dropped == 0 {
+        assert_eq!(received, 200_000, "{last}");
+    }
     assert_eq!(last["received_total"], last["emitted_total"], "{last}");
+}
+
+/// In a PID namespace of its own (a container without `--pid=host`), the
+/// observer can't know its host PID: it refuses in one line with the fix,
+/// instead of watching itself.
+#[test]
+fn refuses_to_run_in_a_pid_namespace_of_its_own() {
+    if !privileged() {
+        return;
+    }
+    let out = run(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--"])
+            .arg(OBSERVER)
+            .args(["--duration", "1"]),
+        Duration::from_secs(60),
+    );
+    let stderr = lossy(&out.stderr);
+    no_panic(&stderr);
+    assert!(!out.status.success(), "it ran: {stderr}");
+    assert!(
+        stderr.contains("PID namespace other than the host's") && stderr.contains("--pid=host"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }

@@ -50,6 +50,9 @@ pub struct Account {
     lost_by_cpu: BTreeMap<u32, u64>,
     lost_by_cgroup: BTreeMap<u64, u64>,
     pub decode_errors: u64,
+    /// Records read but not handed on (the end of a final drain that ran
+    /// out of time), since the start.
+    pub dropped_total: u64,
 }
 
 impl Account {
@@ -74,6 +77,8 @@ impl Account {
     pub fn task(&mut self, ev: &Event) {
         let what = match ev {
             Event::Syscall(r) => Activity::Syscall(r.nr),
+            // A new thread joins its parent's thread group (same tgid).
+            Event::Fork(f) if f.child_pid == f.header.pid => Activity::Thread,
             Event::Fork(_) => Activity::Fork,
             Event::Exec(_) => Activity::Exec,
             Event::Exit(_) => Activity::Exit,
@@ -108,6 +113,7 @@ impl Account {
             emitted_total: k.emitted_total,
             received: self.received,
             received_total: self.received_total + self.received,
+            dropped_by_daemon: self.dropped_total,
             ..Default::default()
         };
         self.prev_lost = k.lost_total;

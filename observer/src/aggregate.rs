@@ -26,7 +26,10 @@ pub struct Group {
     pub first_seen: u64,
     pub last_seen: u64,
     pub execs: u64,
+    /// New processes.
     pub forks: u64,
+    /// New threads of existing processes.
+    pub threads: u64,
     pub exits: u64,
 }
 
@@ -55,6 +58,7 @@ impl Group {
 pub enum Activity {
     Syscall(i64),
     Fork,
+    Thread,
     Exec,
     Exit,
 }
@@ -79,6 +83,7 @@ impl Aggregator {
                 g.total += 1;
             }
             Activity::Fork => g.forks += 1,
+            Activity::Thread => g.threads += 1,
             Activity::Exec => g.execs += 1,
             Activity::Exit => g.exits += 1,
         }
@@ -90,6 +95,7 @@ impl Aggregator {
         let g = self.groups.entry(h.cgroup_id).or_default();
         match what {
             Activity::Fork => g.forks += 1,
+            Activity::Thread => g.threads += 1,
             Activity::Exec => g.execs += 1,
             Activity::Exit => g.exits += 1,
             Activity::Syscall(_) => return,

@@ -134,6 +134,20 @@ impl Attributor {
 
     pub fn event(&mut self, mut ev: Event, out: &mut Vec<Attributed>) {
         let exit = matches!(ev, Event::Exit(_));
+        if let Some(v1) = self.v1.as_mut() {
+            // A task's v1 cgroup is cached at first sight, which can come
+            // before `runc init` moves it into the container's cgroups: look
+            // again when it execs or forks (the container's entrypoint is an
+            // exec, its processes forks).
+            match &ev {
+                Event::Exec(r) => v1.forget(r.header.pid),
+                Event::Fork(r) => {
+                    v1.forget(r.header.pid);
+                    v1.forget(r.child_pid);
+                }
+                _ => {}
+            }
+        }
         if let (Some(v1), Some(h)) = (self.v1.as_mut(), ev.header_mut()) {
             if let Some((id, path)) = v1.resolve(h.pid) {
                 h.cgroup_id = id;
@@ -146,8 +160,12 @@ impl Attributor {
         match ev {
             Event::CgroupMkdir(r) => {
                 if r.hierarchy_id == self.hierarchy() {
-                    let path = String::from_utf8_lossy(cstr(&r.path)).into_owned();
-                    self.registry.learn(r.cgroup_id, &path);
+                    let raw = cstr(&r.path);
+                    // The kernel cut the path to fit the record (Kubernetes
+                    // pod scopes run past 300 bytes).
+                    let truncated = raw.len() >= observer_common::CGROUP_PATH_LEN - 1;
+                    let path = String::from_utf8_lossy(raw).into_owned();
+                    self.registry.learn_mkdir(r.cgroup_id, &path, truncated);
                 }
             }
             Event::CgroupRmdir(ref r) => {
@@ -198,6 +216,11 @@ impl Attributor {
         let state = self.registry.get(cg);
         let (container, json) = (state.container.clone(), state.json.clone());
         let pending_name = state.name_pending.is_some();
+        // A container still without a name may yet match a --container
+        // NAME selector (a slow or failed lookup is retried): no drop
+        // verdict, which the kernel would keep for good, until it has one.
+        let name_unknown =
+            state.wants_name() && container.as_ref().is_some_and(|c| c.name.is_none());
         match &container {
             None if !self.host && !self.host_cgroup_ids.contains(&cg) => {
                 self.judge(cg, true);
@@ -206,7 +229,7 @@ impl Attributor {
             Some(c)
                 if !self.containers.is_empty() && !self.containers.iter().any(|s| c.matches(s)) =>
             {
-                if !pending_name {
+                if !pending_name && !name_unknown {
                     self.judge(cg, true);
                 }
                 None
@@ -487,6 +510,41 @@ mod tests {
             })
         ));
         assert_eq!(a.new_verdicts, vec![(42, false), (7, true)]);
+    }
+
+    /// `--container NAME` and a container whose name comes only after its
+    /// wait expired (a slow engine): it is never dropped in the kernel for
+    /// want of a name, and is shown once the name matches.
+    #[test]
+    fn a_late_name_still_selects_its_container() {
+        let args = Cli::parse_from(["observer", "--container", "web"]).watch;
+        let mut registry = Registry::new(None);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        registry.set_resolver(tx);
+        registry.learn(42, &format!("/docker/{ID}"));
+        let mut a = Attributor::new(&args, registry);
+        let mut out = Vec::new();
+        a.event(syscall(42, 1), &mut out);
+        // The wait ends without an answer.
+        for s in a.registry.cgroups_mut() {
+            s.name_pending = s.name_pending.map(|t| t - crate::container::NAME_WAIT);
+        }
+        a.housekeeping(0, &mut out);
+        a.event(syscall(42, 2), &mut out);
+        assert!(a.new_verdicts.is_empty(), "no verdict without a name");
+        let reply = crate::container::docker::NameReply {
+            id: ID.to_owned(),
+            name: Some("web".to_owned()),
+            ..Default::default()
+        };
+        a.registry.apply_name(&reply);
+        out.clear();
+        a.event(syscall(42, 3), &mut out);
+        assert!(
+            out.iter().any(|x| matches!(x, Attributed::Task { .. })),
+            "shown once named: {out:?}"
+        );
+        assert_eq!(a.new_verdicts, vec![(42, false)]);
     }
 
     /// A container whose name never comes while it floods: its events wait

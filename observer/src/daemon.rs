@@ -190,6 +190,10 @@ const FINISH_WRITING: Duration = Duration::from_secs(3);
 /// reader, the ring never empties, and signals and ticks must still get in.
 const DRAIN_BATCH: usize = 16 * 1024;
 
+/// How long the last drain may hand records on, once the programs are
+/// detached.
+const FINAL_DRAIN: Duration = Duration::from_secs(5);
+
 /// The longest a cgroup removal waits for the event ring to empty (under a
 /// flood that never lets it) before it is applied anyway.
 const REMOVAL_WAIT: Duration = Duration::from_secs(1);
@@ -517,6 +521,9 @@ async fn run_loop(
             }
             _ = drain_tick.tick() => {
                 drain(ring.get_mut(), &mut cgroups, &mut p);
+                // Boot time to Unix time, again: a step of the wall clock
+                // (NTP, a resumed VM) must not skew every later `ts`.
+                p.render.clock = boot_to_unix_offset_ns();
                 let removed = p.housekeeping();
                 if mode == Mode::Count {
                     retirement.retire(&mut maps, &removed);
@@ -570,7 +577,18 @@ async fn run_loop(
     // account. Last records, last summary, final loss account; then every
     // map is released as they drop.
     drop(ebpf);
-    while !drain(ring.get_mut(), &mut cgroups, &mut p) {}
+    // Handled for up to `FINAL_DRAIN`; what a slow machine leaves after that
+    // is still read, and counted in `dropped_by_daemon` rather than lost
+    // without a trace.
+    let until = Instant::now() + FINAL_DRAIN;
+    while !drain(ring.get_mut(), &mut cgroups, &mut p) {
+        if Instant::now() >= until {
+            while ring.get_mut().next().is_some() {
+                p.record_dropped();
+            }
+            break;
+        }
+    }
     cgroups.apply_removals(&mut p, true);
     // Names still on their way get a last short chance.
     let grace = tokio::time::sleep(Duration::from_millis(300));

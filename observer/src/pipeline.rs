@@ -121,6 +121,12 @@ impl Pipeline {
         self.render.kernel_record(self.args.interval);
     }
 
+    /// A raw ring-buffer record read and counted, but not handed on.
+    pub fn record_dropped(&mut self) {
+        self.account.received();
+        self.account.dropped_total += 1;
+    }
+
     /// One raw ring-buffer record.
     pub fn record(&mut self, bytes: &[u8]) {
         self.account.received();
@@ -236,7 +242,7 @@ impl Pipeline {
         self.flow();
         let iv = self.account.interval(k, self.args.mode == Mode::Count);
         let mut loss = self.account.loss(k);
-        loss.dropped_by_daemon = self.render.sink.dropped_lines;
+        loss.dropped_by_daemon += self.render.sink.dropped_lines;
         let entries = summary::entries(
             iv,
             &mut self.attribute,
@@ -332,7 +338,7 @@ impl Pipeline {
     /// The final accounting, at exit.
     pub fn final_loss(&mut self, k: &KernelCounters) {
         let mut loss = self.account.final_loss(k);
-        loss.dropped_by_daemon = self.render.sink.dropped_lines;
+        loss.dropped_by_daemon += self.render.sink.dropped_lines;
         self.warnings.lost(&loss, &mut self.attribute, true);
         self.render.loss(&loss, self.account.decode_errors);
     }

@@ -229,6 +229,7 @@ impl Render {
                 "processes": g.pids.len(),
                 "pids": g.pids,
                 "forks": g.forks,
+                "threads": g.threads,
                 "execs": g.execs,
                 "exits": g.exits,
                 "cpu_ns": cpu_ns,

@@ -103,6 +103,7 @@ fn merge(into: &mut Group, g: &Group) {
     into.total += g.total;
     into.pids.extend(&g.pids);
     into.forks += g.forks;
+    into.threads += g.threads;
     into.execs += g.execs;
     into.exits += g.exits;
     into.pidns = into.pidns.or(g.pidns);

@@ -17,6 +17,10 @@ struct Args {
     /// Move into this cgroup (a cgroup2 directory) first.
     #[arg(long)]
     cgroup: Option<String>,
+    /// Wait this many ms before moving into `--cgroup` (as `runc init`
+    /// runs a while before joining the container's cgroups).
+    #[arg(long, default_value_t = 0)]
+    cgroup_delay_ms: u64,
     /// Run in fresh PID, mount and UTS namespaces (as their PID 1).
     #[arg(long)]
     unshare: bool,
@@ -222,6 +226,7 @@ fn main() {
         }
     }
     if let Some(cg) = &args.cgroup {
+        std::thread::sleep(std::time::Duration::from_millis(args.cgroup_delay_ms));
         if let Err(e) = fs::write(format!("{cg}/cgroup.procs"), "0") {
             eprintln!("observer-workload: join cgroup {cg}: {e}");
             std::process::exit(1);

@@ -123,7 +123,7 @@ impl CgroupState {
     /// Whether someone can tell more about this container than its cgroup
     /// path did: a name for the engines' containers, an image (template) for
     /// LXC's. nspawn machines are known by their path alone.
-    fn wants_name(&self) -> bool {
+    pub fn wants_name(&self) -> bool {
         !self.name_known
             && self.container.as_ref().is_some_and(|c| {
                 !c.id.is_empty()
@@ -235,6 +235,45 @@ impl Registry {
         }
     }
 
+    /// `cgroup_mkdir` with the path as the kernel handed it over. A
+    /// truncated path is completed from cgroupfs by the cgroup's ID (its
+    /// directory's inode), searched only below the last whole directory of
+    /// the cut path; a full path already known is never replaced by a cut
+    /// one.
+    pub fn learn_mkdir(&mut self, id: u64, path: &str, truncated: bool) {
+        if !truncated {
+            return self.learn(id, path);
+        }
+        if self.cgroups.contains_key(&id) {
+            return;
+        }
+        let full = self.find_by_id(id, path);
+        self.learn(id, full.as_deref().unwrap_or(path));
+    }
+
+    /// The path (relative to the root) of the cgroup with this ID, looked
+    /// for below the deepest whole directory of `cut`.
+    fn find_by_id(&self, id: u64, cut: &str) -> Option<String> {
+        let root = self.root.as_ref()?;
+        let whole = cut.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let mut stack = vec![root.join(whole.trim_start_matches('/'))];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).ok()?.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                if !meta.is_dir() {
+                    continue;
+                }
+                if meta.ino() == id {
+                    let rel = e.path();
+                    let rel = rel.strip_prefix(root).ok()?;
+                    return Some(format!("/{}", rel.display()));
+                }
+                stack.push(e.path());
+            }
+        }
+        None
+    }
+
     /// `cgroup_mkdir` in the unified hierarchy.
     pub fn learn(&mut self, id: u64, path: &str) {
         self.cgroups.insert(id, CgroupState::new(path));
@@ -314,6 +353,11 @@ impl Registry {
     }
 
     /// Like `get`, without side effects.
+    #[cfg(test)]
+    pub fn cgroups_mut(&mut self) -> impl Iterator<Item = &mut CgroupState> {
+        self.cgroups.values_mut()
+    }
+
     pub fn peek(&self, id: u64) -> Option<&CgroupState> {
         self.cgroups.get(&id)
     }
@@ -394,6 +438,37 @@ mod tests {
     use super::*;
 
     const DOCKER_ID: &str = "3f4e8c2a1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
+
+    /// A kind pod's container scope is longer than the kernel's record holds:
+    /// the cut path is completed from the directory tree by ID, and the
+    /// container is parsed from the whole of it.
+    #[test]
+    fn completes_a_truncated_mkdir_path_from_cgroupfs() {
+        let root = std::env::temp_dir().join(format!("observer-longpath-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        // A kind node is itself a Docker container: its kubelet's tree sits
+        // below the node's own scope.
+        let node = "9".repeat(64);
+        let pod = format!("system.slice/docker-{node}.scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod0f3c2a4e_5b6d_4e7f_8a9b_0c1d2e3f4a5b.slice");
+        let scope = format!("cri-containerd-{DOCKER_ID}.scope");
+        let dir = root.join(&pod).join(&scope);
+        fs::create_dir_all(&dir).unwrap();
+        let id = fs::metadata(&dir).unwrap().ino();
+        let full = format!("/{pod}/{scope}");
+        assert!(full.len() > observer_common::CGROUP_PATH_LEN);
+        let cut = &full[..observer_common::CGROUP_PATH_LEN - 1];
+        let mut r = Registry::new(Some(root.clone()));
+        // As if made after the scan: only the event's cut path is known.
+        r.cgroups.remove(&id);
+        r.learn_mkdir(id, cut, true);
+        let s = r.peek(id).expect("learnt");
+        assert_eq!(s.path, full);
+        assert_eq!(s.container.as_ref().unwrap().id, DOCKER_ID);
+        // A cut path never replaces the whole one.
+        r.learn_mkdir(id, cut, true);
+        assert_eq!(r.peek(id).unwrap().path, full);
+        let _ = fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn finds_the_cgroup2_mount() {
