@@ -241,7 +241,9 @@ pub fn test(extra: &[String]) -> Result<()> {
         None => {}
     }
     // QEMU, the guest kernel and static binaries for the VM tests.
-    crate::guest::test_env(&mut c, &["bookworm"]);
+    // bookworm first: the default guest; bullseye (5.10) and trixie (6.12)
+    // complete the kernel matrix (tests/matrix.rs).
+    crate::guest::test_env(&mut c, &["bookworm", "bullseye", "trixie"]);
     // The observer's image, for the test that runs the DaemonSet's pod spec.
     if engine.is_ok() {
         match crate::fleet::image() {

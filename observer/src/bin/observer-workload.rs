@@ -63,6 +63,10 @@ struct Args {
     /// Be a guest's /init (the default when started as PID 1).
     #[arg(long)]
     init: bool,
+    /// In a kernel-matrix guest: run the observer against the workloads
+    /// and print what it reported (`observer::vm::matrix`).
+    #[arg(long)]
+    matrix: bool,
     /// Also call each syscall number from 1000 to 1000+N-1 once (none
     /// exists: each fails with ENOSYS, but each is a distinct number).
     #[arg(long, default_value_t = 0)]
@@ -201,6 +205,9 @@ fn main() {
         observer::vm::init::main();
     }
     let args = Args::parse();
+    if args.matrix {
+        std::process::exit(observer::vm::matrix::main());
+    }
     if args.init {
         observer::vm::init::main();
     }

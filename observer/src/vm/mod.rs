@@ -17,4 +17,5 @@
 pub mod init;
 pub mod initramfs;
 pub mod lesson;
+pub mod matrix;
 pub mod qemu;

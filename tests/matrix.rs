@@ -1,0 +1,208 @@
+//! The kernel matrix: the same static observer, booted in QEMU guests on
+//! Debian's own kernels 5.10 (bullseye), 6.1 (bookworm) and 6.12 (trixie),
+//! against the exact workload: getppid counted exactly for a process on the
+//! host and one in a cgroup and PID namespace of its own (`ns_pid` 1),
+//! fork/exec/exit with both PID views, count mode's exact counts, and the
+//! program flavour the kernel needs (the probe-read fallback on 5.10). Also
+//! prints what each flavour costs per call there. Needs `cargo xtask test`
+//! (guest kernels, static binaries, QEMU).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use observer::vm::{
+    initramfs::Entry,
+    matrix::{CONTAINER_CALLS, HOST_CALLS},
+    qemu::{json_of_type, Vm, VmSpec},
+};
+use serde_json::Value;
+
+/// (Debian suite, kernel release prefix, program flavour it must load).
+const KERNELS: [(&str, &str, &str); 3] = [
+    ("bullseye", "5.10.", "probe_read"),
+    ("bookworm", "6.1.", "btf"),
+    ("trixie", "6.12.", "btf"),
+];
+
+/// Boot, load (several seconds under TCG per observer start), workloads.
+const LIMIT: Duration = Duration::from_secs(600);
+
+/// The workload's calls inside the exec'd child (its default).
+const CHILD_CALLS: u64 = 1000;
+
+struct Run {
+    lines: Vec<Value>,
+}
+
+impl Run {
+    fn of(&self, kind: &str) -> impl Iterator<Item = &Value> {
+        let kind = kind.to_owned();
+        self.lines.iter().filter(move |l| l["type"] == kind.as_str())
+    }
+
+    fn records(&self, phase: &str, kind: &str) -> Vec<&Value> {
+        self.of("matrix_record")
+            .filter(|l| l["phase"] == phase && l["record"]["type"] == kind)
+            .map(|l| &l["record"])
+            .collect()
+    }
+
+    fn workload(&self, phase: &str, role: &str) -> &Value {
+        &self
+            .of("matrix_workload")
+            .find(|l| l["phase"] == phase && l["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} workload in {phase}"))["report"]
+    }
+
+    fn calls(&self, phase: &str, pid: &Value) -> Vec<&Value> {
+        self.of("matrix_calls")
+            .filter(|l| l["phase"] == phase && &l["pid"] == pid)
+            .collect()
+    }
+}
+
+async fn boot(suite: &str) -> Option<(Run, Duration)> {
+    let g = common::vm::guest(Some(suite))?;
+    let initrd = common::vm::initramfs(
+        &format!("matrix-{suite}"),
+        &g,
+        &[Entry::file("/bin/observer", &g.observer, 0o755)],
+    );
+    let mut spec = VmSpec::new(g.kernel.clone(), initrd.clone());
+    spec.memory_mib = 768;
+    spec.append = "observer.facts=0 observer.run=\"/init --matrix\" observer.timeout=560".into();
+    let t = Instant::now();
+    let mut vm = Vm::start(&spec).await.expect("start QEMU");
+    let mut lines = Vec::new();
+    loop {
+        let l = vm
+            .next_line(LIMIT)
+            .await
+            .unwrap_or_else(|e| panic!("{suite}: {e}"))
+            .unwrap_or_else(|| panic!("{suite}: console closed early:\n{}", vm.console_tail()));
+        if let Some(e) = json_of_type(&l, "matrix_error") {
+            panic!("{suite}: {e}\n{}", vm.console_tail());
+        }
+        if json_of_type(&l, "init_done").is_some() {
+            break;
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(&l) {
+            if v["type"].as_str().is_some_and(|t| t.starts_with("matrix_") || t == "init_run") {
+                lines.push(v);
+            }
+        }
+    }
+    let took = t.elapsed();
+    let _ = vm.wait_exit(Duration::from_secs(60)).await;
+    let _ = std::fs::remove_file(initrd);
+    Some((Run { lines }, took))
+}
+
+fn check(suite: &str, release: &str, access: &str, run: &Run) {
+    assert!(
+        run.of("init_run").any(|r| r["status"] == 0),
+        "{suite}: the guest driver failed"
+    );
+    // Stream mode.
+    let kernel = run.records("stream", "kernel");
+    let kernel = kernel.first().unwrap_or_else(|| panic!("{suite}: no kernel record"));
+    assert!(
+        kernel["release"].as_str().is_some_and(|r| r.starts_with(release)),
+        "{suite}: {kernel}"
+    );
+    assert_eq!(kernel["task_access"], access, "{suite}");
+    let host_pidns = &kernel["host_namespaces"]["pidns"];
+    let cgroup_id = &run.of("matrix_cgroup").next().expect("the test cgroup")["cgroup_id"];
+
+    let host = run.workload("stream", "host");
+    let calls = run.calls("stream", &host["host_pid"]);
+    assert_eq!(calls.len(), 1, "{suite}: {calls:?}");
+    assert_eq!(calls[0]["count"], HOST_CALLS, "{suite}: host getppid");
+    assert_eq!(calls[0]["ns_pid"], host["host_pid"], "{suite}: the host's own view");
+    assert_eq!(&calls[0]["pidns"], host_pidns, "{suite}");
+
+    let inside = run.workload("stream", "container");
+    let calls = run.calls("stream", &inside["host_pid"]);
+    assert_eq!(calls.len(), 1, "{suite}: {calls:?}");
+    assert_eq!(calls[0]["count"], CONTAINER_CALLS, "{suite}: container getppid");
+    assert_eq!(calls[0]["ns_pid"], 1, "{suite}: PID 1 in its namespace");
+    assert_eq!(calls[0]["pidns"], inside["pidns"], "{suite}");
+    assert_ne!(&calls[0]["pidns"], host_pidns, "{suite}: a PID namespace of its own");
+    assert_eq!(&calls[0]["cgroup_id"], cgroup_id, "{suite}");
+
+    // fork -> exec -> exit inside, with both PID views.
+    let forks = run.records("stream", "fork");
+    let outer = forks
+        .iter()
+        .find(|f| f["child_pid"] == inside["host_pid"])
+        .unwrap_or_else(|| panic!("{suite}: the fork of the namespace's PID 1"));
+    assert_eq!(outer["child_ns_pid"], 1, "{suite}");
+    let fork = forks
+        .iter()
+        .find(|f| f["pid"] == inside["host_pid"])
+        .unwrap_or_else(|| panic!("{suite}: a fork inside"));
+    assert_eq!(fork["ns_pid"], 1, "{suite}");
+    assert_eq!(fork["child_ns_pid"], 2, "{suite}: PID 2 inside");
+    assert_ne!(fork["child_pid"], 2, "{suite}: and something else outside");
+    let exec = run
+        .records("stream", "exec")
+        .into_iter()
+        .find(|e| e["pid"] == fork["child_pid"])
+        .unwrap_or_else(|| panic!("{suite}: the exec inside"));
+    assert_eq!(exec["ns_pid"], 2, "{suite}");
+    assert_eq!(exec["filename"], "/init", "{suite}");
+    assert_eq!(exec["pidns"], inside["pidns"], "{suite}");
+    let exits: Vec<_> = run
+        .records("stream", "exit")
+        .into_iter()
+        .filter(|e| e["pid"] == fork["child_pid"])
+        .collect();
+    assert_eq!(exits.len(), 1, "{suite}: one exit: {exits:?}");
+    assert_eq!(exits[0]["exit_code"], 0, "{suite}");
+    assert_eq!(exits[0]["ns_pid"], 2, "{suite}");
+    let child_calls = run.calls("stream", &fork["child_pid"]);
+    assert_eq!(child_calls.len(), 1, "{suite}: {child_calls:?}");
+    assert_eq!(child_calls[0]["count"], CHILD_CALLS, "{suite}");
+
+    // Count mode: exact, from the kernel's maps.
+    let summaries = run.records("count", "summary");
+    let count = |cgroup: Option<&Value>| -> u64 {
+        summaries
+            .iter()
+            .flat_map(|s| s["containers"].as_array().cloned().unwrap_or_default())
+            .filter(|c| match cgroup {
+                Some(id) => &c["cgroup_id"] == id,
+                None => c["container"].is_null(),
+            })
+            .map(|c| c["syscalls"]["getppid"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(
+        count(Some(cgroup_id)),
+        CONTAINER_CALLS + CHILD_CALLS,
+        "{suite}: count mode, the container"
+    );
+    assert_eq!(count(None), HOST_CALLS, "{suite}: count mode, the host");
+}
+
+#[test]
+fn the_observer_is_exact_on_every_kernel_of_the_matrix() {
+    let rt = common::vm::runtime();
+    let t = Instant::now();
+    for (suite, release, access) in KERNELS {
+        let Some((run, took)) = rt.block_on(boot(suite)) else {
+            return;
+        };
+        let costs: Vec<String> = run
+            .of("matrix_cost")
+            .map(|c| match c["ns_per_call"].as_f64() {
+                Some(ns) => format!("{} {ns:.0} ns/call", c["access"]),
+                None => format!("{} unavailable", c["access"]),
+            })
+            .collect();
+        eprintln!("matrix: {suite} ({release}x) in {took:.1?}: {}", costs.join(", "));
+        check(suite, release, access, &run);
+    }
+    eprintln!("matrix: every kernel in {:.1?}", t.elapsed());
+}
