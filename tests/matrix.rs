@@ -38,7 +38,9 @@ struct Run {
 impl Run {
     fn of(&self, kind: &str) -> impl Iterator<Item = &Value> {
         let kind = kind.to_owned();
-        self.lines.iter().filter(move |l| l["type"] == kind.as_str())
+        self.lines
+            .iter()
+            .filter(move |l| l["type"] == kind.as_str())
     }
 
     fn records(&self, phase: &str, kind: &str) -> Vec<&Value> {
@@ -88,7 +90,10 @@ async fn boot(suite: &str) -> Option<(Run, Duration)> {
             break;
         }
         if let Ok(v) = serde_json::from_str::<Value>(&l) {
-            if v["type"].as_str().is_some_and(|t| t.starts_with("matrix_") || t == "init_run") {
+            if v["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("matrix_") || t == "init_run")
+            {
                 lines.push(v);
             }
         }
@@ -106,9 +111,13 @@ fn check(suite: &str, release: &str, access: &str, run: &Run) {
     );
     // Stream mode.
     let kernel = run.records("stream", "kernel");
-    let kernel = kernel.first().unwrap_or_else(|| panic!("{suite}: no kernel record"));
+    let kernel = kernel
+        .first()
+        .unwrap_or_else(|| panic!("{suite}: no kernel record"));
     assert!(
-        kernel["release"].as_str().is_some_and(|r| r.starts_with(release)),
+        kernel["release"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(release)),
         "{suite}: {kernel}"
     );
     assert_eq!(kernel["task_access"], access, "{suite}");
@@ -119,16 +128,25 @@ fn check(suite: &str, release: &str, access: &str, run: &Run) {
     let calls = run.calls("stream", &host["host_pid"]);
     assert_eq!(calls.len(), 1, "{suite}: {calls:?}");
     assert_eq!(calls[0]["count"], HOST_CALLS, "{suite}: host getppid");
-    assert_eq!(calls[0]["ns_pid"], host["host_pid"], "{suite}: the host's own view");
+    assert_eq!(
+        calls[0]["ns_pid"], host["host_pid"],
+        "{suite}: the host's own view"
+    );
     assert_eq!(&calls[0]["pidns"], host_pidns, "{suite}");
 
     let inside = run.workload("stream", "container");
     let calls = run.calls("stream", &inside["host_pid"]);
     assert_eq!(calls.len(), 1, "{suite}: {calls:?}");
-    assert_eq!(calls[0]["count"], CONTAINER_CALLS, "{suite}: container getppid");
+    assert_eq!(
+        calls[0]["count"], CONTAINER_CALLS,
+        "{suite}: container getppid"
+    );
     assert_eq!(calls[0]["ns_pid"], 1, "{suite}: PID 1 in its namespace");
     assert_eq!(calls[0]["pidns"], inside["pidns"], "{suite}");
-    assert_ne!(&calls[0]["pidns"], host_pidns, "{suite}: a PID namespace of its own");
+    assert_ne!(
+        &calls[0]["pidns"], host_pidns,
+        "{suite}: a PID namespace of its own"
+    );
     assert_eq!(&calls[0]["cgroup_id"], cgroup_id, "{suite}");
 
     // fork -> exec -> exit inside, with both PID views.
@@ -201,7 +219,10 @@ fn the_observer_is_exact_on_every_kernel_of_the_matrix() {
                 None => format!("{} unavailable", c["access"]),
             })
             .collect();
-        eprintln!("matrix: {suite} ({release}x) in {took:.1?}: {}", costs.join(", "));
+        eprintln!(
+            "matrix: {suite} ({release}x) in {took:.1?}: {}",
+            costs.join(", ")
+        );
         check(suite, release, access, &run);
     }
     eprintln!("matrix: every kernel in {:.1?}", t.elapsed());

@@ -61,7 +61,11 @@ pub fn cost(observer: &str, workload: &str, calls: u64) -> Vec<(String, Option<f
         serde_json::from_slice::<Value>(&out.stdout).ok()?["ns_per_call"].as_f64()
     };
     let calls = calls.to_string();
-    let mut rows = vec![("none".to_owned(), run(&["--calls", &calls, "--cpu", "0"]), None)];
+    let mut rows = vec![(
+        "none".to_owned(),
+        run(&["--calls", &calls, "--cpu", "0"]),
+        None,
+    )];
     // Kept open: the kernel times programs while this fd lives.
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
     for access in ["btf", "probe-read"] {
@@ -143,11 +147,15 @@ fn start_observer(out: &str, args: &[&str]) -> Child {
             return child;
         }
         if let Ok(Some(s)) = child.try_wait() {
-            fail(&format!("{OBSERVER} {args:?} exited with {s} before its first line"));
+            fail(&format!(
+                "{OBSERVER} {args:?} exited with {s} before its first line"
+            ));
         }
         if t.elapsed() > READY {
             let _ = child.kill();
-            fail(&format!("{OBSERVER} {args:?}: no first line after {READY:?}"));
+            fail(&format!(
+                "{OBSERVER} {args:?}: no first line after {READY:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
