@@ -188,7 +188,15 @@ fn workload(args: &[&str]) -> Value {
     if !out.status.success() {
         fail(&format!("{WORKLOAD} {args:?} exited with {}", out.status));
     }
-    serde_json::from_slice(&out.stdout)
+    // With --exec /init the child's report comes first; the workload's own
+    // is the last line.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    serde_json::from_str(last)
         .unwrap_or_else(|e| fail(&format!("{WORKLOAD} {args:?} printed no JSON: {e}")))
 }
 
