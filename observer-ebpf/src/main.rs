@@ -6,6 +6,7 @@
 #![no_main]
 
 mod cgroup;
+mod enforce;
 mod maps;
 mod sched;
 mod syscalls;
