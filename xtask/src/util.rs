@@ -86,9 +86,6 @@ pub fn apt_install(pkgs: &[&str]) -> Result<()> {
         // dpkg lock for a while: wait for it rather than fail.
         .args(["-o", "DPkg::Lock::Timeout=600"])
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        // Another apt run (a developer's, unattended upgrades) holds the
-        // lock for a while: wait for it rather than fail.
-        .args(["-o", "DPkg::Lock::Timeout=300"])
         .args(pkgs)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
