@@ -144,32 +144,8 @@ impl Pipeline {
     }
 
     pub fn event(&mut self, ev: Event) {
-        self.read_cgroup_files(&ev);
         self.attribute.event(ev, &mut self.out);
         self.flow();
-    }
-
-    /// A container's cgroup files, read as its exec or an enforcement
-    /// arrives: its events may wait for its name while the cgroup goes.
-    fn read_cgroup_files(&mut self, ev: &Event) {
-        let (cg, always) = match ev {
-            Event::Enforced(r) => (r.header.cgroup_id, true),
-            Event::Exec(r) => (r.header.cgroup_id, false),
-            _ => return,
-        };
-        if !always && self.claims.files.last(cg).is_some() {
-            return;
-        }
-        let Some(path) = self
-            .attribute
-            .registry
-            .peek(cg)
-            .and_then(|s| s.container.as_ref())
-            .map(|c| c.cgroup.clone())
-        else {
-            return;
-        };
-        self.claims.files.refresh(cg, &path);
     }
 
     /// Moves what attribution handed on through accounting and rendering.
