@@ -105,10 +105,6 @@ pub struct WatchArgs {
     /// without --host: the demo's VMM (repeatable).
     #[arg(long = "host-cgroup", value_name = "PATH", hide = true)]
     pub host_cgroups: Vec<PathBuf>,
-    /// Don't attach the OOM, refused-fork and exec-privilege programs (the
-    /// benchmark compares with and without them).
-    #[arg(long, hide = true)]
-    pub no_claims: bool,
     /// Docker Engine API socket, for container names.
     #[arg(long, default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,

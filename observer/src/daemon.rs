@@ -70,7 +70,6 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         floor_only: false,
         floor_classic: false,
         access: args.task_access,
-        claims: !args.no_claims,
     })
 }
 

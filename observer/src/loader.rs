@@ -84,9 +84,6 @@ pub struct LoadOptions {
     /// With `floor_only`: on the classic `raw_syscalls` tracepoint instead.
     pub floor_classic: bool,
     pub access: TaskAccess,
-    /// Attach the enforcement (OOM, refused forks) and exec-privilege
-    /// programs.
-    pub claims: bool,
 }
 
 impl Default for LoadOptions {
@@ -102,7 +99,6 @@ impl Default for LoadOptions {
             floor_only: false,
             floor_classic: false,
             access: TaskAccess::Auto,
-            claims: true,
         }
     }
 }
@@ -399,15 +395,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         attach(&mut ebpf, &btf, a, PROG_SWITCH, "sched_switch")?;
         attach(&mut ebpf, &btf, a, PROG_CGROUP_MKDIR, "cgroup_mkdir")?;
         attach(&mut ebpf, &btf, a, PROG_CGROUP_RMDIR, "cgroup_rmdir")?;
-        if opts.claims {
-            attach_claims(
-                &mut ebpf,
-                &btf,
-                access,
-                claim_offsets.is_some(),
-                exit_ret.is_some(),
-            );
-        }
+        attach_claims(
+            &mut ebpf,
+            &btf,
+            access,
+            claim_offsets.is_some(),
+            exit_ret.is_some(),
+        );
     }
 
     Ok(Loaded {

@@ -320,27 +320,19 @@ impl Bench {
                 t.stop()?;
                 ns
             }
-            "count" | "count_no_claims" => {
-                let mut args = vec!["--mode", "count", "--output", "/dev/null"];
-                if name == "count_no_claims" {
-                    args.push("--no-claims");
-                }
-                let t = self.observer(&args, 4)?;
+            "count" => {
+                let t = self.observer(&["--mode", "count", "--output", "/dev/null"], 4)?;
                 let ns = self.getppid_ns(true)?;
                 t.stop()?;
                 ns
             }
-            "stream_null" | "stream_file" | "stream_null_no_claims" => {
-                let out = if name == "stream_file" {
-                    file_s.as_str()
-                } else {
+            "stream_null" | "stream_file" => {
+                let out = if name == "stream_null" {
                     "/dev/null"
+                } else {
+                    file_s.as_str()
                 };
-                let mut args = vec!["--output", out];
-                if name == "stream_null_no_claims" {
-                    args.push("--no-claims");
-                }
-                let t = self.observer(&args, 7)?;
+                let t = self.observer(&["--output", out], 7)?;
                 let ns = self.getppid_ns(true)?;
                 t.stop()?;
                 let _ = fs::remove_file(&file);
@@ -702,11 +694,7 @@ pub fn run(observer: PathBuf, workload: PathBuf, quick: bool) -> Result<()> {
     let mut phases = vec![
         "floor",
         "floor_classic",
-        // The same two with and without the enforcement and privilege
-        // programs: what they add per syscall.
-        "count_no_claims",
         "count",
-        "stream_null_no_claims",
         "stream_null",
         "stream_file",
         "stream_filtered",
