@@ -16,10 +16,9 @@ use observer::{
     pipeline::{KernelCounters, Pipeline},
 };
 use observer_common::{
-    CgroupRecord, EnforcedRecord, ExecRecord, ExitRecord, ForkRecord, PrivilegeRecord,
-    SyscallRecord, CGROUP_PATH_LEN, COMM_LEN, FILENAME_LEN, KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR,
-    KIND_ENFORCED, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_PRIVILEGE, KIND_SYSCALL,
-    KIND_SYSCALL_EXIT, NODENAME_LEN,
+    CgroupRecord, ExecRecord, ExitRecord, ForkRecord, SyscallRecord, CGROUP_PATH_LEN, COMM_LEN,
+    FILENAME_LEN, KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR, KIND_EXEC, KIND_EXIT, KIND_FORK,
+    KIND_SYSCALL, KIND_SYSCALL_EXIT, NODENAME_LEN,
 };
 use proptest::prelude::*;
 
@@ -45,8 +44,6 @@ fn need(kind: u32) -> usize {
         KIND_EXEC => size_of::<ExecRecord>(),
         KIND_EXIT => size_of::<ExitRecord>(),
         KIND_CGROUP_MKDIR | KIND_CGROUP_RMDIR => size_of::<CgroupRecord>(),
-        KIND_ENFORCED => size_of::<EnforcedRecord>(),
-        KIND_PRIVILEGE => size_of::<PrivilegeRecord>(),
         _ => unreachable!("not a kind"),
     }
 }
@@ -60,15 +57,13 @@ fn kind_of(ev: &Event) -> u32 {
         Event::Exit(_) => KIND_EXIT,
         Event::CgroupMkdir(_) => KIND_CGROUP_MKDIR,
         Event::CgroupRmdir(_) => KIND_CGROUP_RMDIR,
-        Event::Enforced(_) => KIND_ENFORCED,
-        Event::Privilege(_) => KIND_PRIVILEGE,
     }
 }
 
 /// A record of a valid kind: its kind word, then any bytes. Lengths are
 /// biased towards each record size, where off-by-ones live.
 fn record_of_valid_kind() -> impl Strategy<Value = Vec<u8>> {
-    (1u32..=9)
+    (1u32..=7)
         .prop_flat_map(|kind| {
             let n = need(kind);
             let len = prop_oneof![
@@ -105,7 +100,7 @@ proptest! {
         match decode(&buf) {
             Err(DecodeError::Empty) => prop_assert!(buf.len() < 4),
             Err(DecodeError::UnknownKind(k)) => {
-                prop_assert!(!(1..=9).contains(&k));
+                prop_assert!(!(1..=7).contains(&k));
                 prop_assert_eq!(&k.to_le_bytes()[..], &buf[..4]);
             }
             Err(DecodeError::Short { kind, len, need: n }) => {
@@ -423,7 +418,7 @@ fn fill(dst: &mut [u8], src: &[u8]) {
 /// mkdir, events and rmdir meet, and any numbers.
 fn pipeline_record() -> impl Strategy<Value = Vec<u8>> {
     (
-        1u32..=9,
+        1u32..=7,
         0u64..6,
         // Boot-time ns as the kernel gives them (below ~36 years of uptime).
         // Not any u64: `clock + h.ts as i64` (output/json.rs, and the
@@ -488,18 +483,6 @@ fn pipeline_record() -> impl Strategy<Value = Vec<u8>> {
                         header: h,
                         exit_code: n[9],
                         _pad: 0,
-                    }),
-                    KIND_ENFORCED => bytes_of(&EnforcedRecord {
-                        header: h,
-                        what: n[9] % 4,
-                        nr: n[0],
-                        ret: num,
-                    }),
-                    KIND_PRIVILEGE => bytes_of(&PrivilegeRecord {
-                        header: h,
-                        cap_effective: num as u64,
-                        seccomp_mode: n[9] % 4,
-                        no_new_privs: n[0] % 2,
                     }),
                     _ => {
                         let mut r = CgroupRecord {

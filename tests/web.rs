@@ -144,7 +144,6 @@ fn start(cg: u64, name: &str) -> Lifecycle {
         container: c,
         json,
         cgroup_id: cg,
-        startup: None,
     }
 }
 

@@ -6,7 +6,6 @@
 #![no_main]
 
 mod cgroup;
-mod enforce;
 mod maps;
 mod sched;
 mod syscalls;

@@ -82,11 +82,7 @@ impl Account {
             Event::Fork(_) => Activity::Fork,
             Event::Exec(_) => Activity::Exec,
             Event::Exit(_) => Activity::Exit,
-            Event::SyscallExit(_)
-            | Event::CgroupMkdir(_)
-            | Event::CgroupRmdir(_)
-            | Event::Enforced(_)
-            | Event::Privilege(_) => return,
+            Event::SyscallExit(_) | Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => return,
         };
         if let Some(h) = ev.header() {
             if self.count_mode {

@@ -19,7 +19,6 @@ use std::{
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{
-    claims::{Starts, Startup},
     cli::WatchArgs,
     container::{docker::NameReply, v1::V1Attribution, Container, Registry},
     decode::{cstr, Event},
@@ -30,9 +29,6 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 
 /// Events held per cgroup while its name is looked up, at most.
 pub const MAX_HELD: usize = 16_384;
-
-/// How long a start record waits for the container's own command's exec.
-const START_WAIT_NS: u64 = 5_000_000_000;
 
 /// A container's start (its first event seen) or exit (its last cgroup
 /// removed): the `container` records, and what live views follow.
@@ -45,9 +41,6 @@ pub enum Lifecycle {
         /// The rendered `container` object.
         json: Arc<str>,
         cgroup_id: u64,
-        /// From its cgroup's creation to its own command's exec, when the
-        /// creation was seen (the record waits for that exec).
-        startup: Option<Startup>,
     },
     Exit {
         /// Boot-time ns of the removal.
@@ -79,9 +72,6 @@ struct Started {
     json: Arc<str>,
     first_ts: u64,
     cgroups: HashSet<u64>,
-    /// Whether its start record is out.
-    announced: bool,
-    first_cgroup: u64,
 }
 
 pub struct Attributor {
@@ -104,7 +94,6 @@ pub struct Attributor {
     /// Started cgroups found missing from cgroupfs at the last check.
     missing: FxHashSet<u64>,
     last_reconcile: Option<Instant>,
-    pub starts: Starts,
 }
 
 impl Attributor {
@@ -129,7 +118,6 @@ impl Attributor {
                 .collect(),
             missing: FxHashSet::default(),
             last_reconcile: None,
-            starts: Starts::default(),
         }
     }
 
@@ -178,13 +166,6 @@ impl Attributor {
                     let truncated = raw.len() >= observer_common::CGROUP_PATH_LEN - 1;
                     let path = String::from_utf8_lossy(raw).into_owned();
                     self.registry.learn_mkdir(r.cgroup_id, &path, truncated);
-                    if self
-                        .registry
-                        .peek(r.cgroup_id)
-                        .is_some_and(|s| s.container.is_some())
-                    {
-                        self.starts.cgroup_made(r.cgroup_id, r.ts);
-                    }
                 }
             }
             Event::CgroupRmdir(ref r) => {
@@ -284,16 +265,6 @@ impl Attributor {
         };
         if let Some(c) = &container {
             self.container_seen(c, &json, cg, ts, out);
-            match &ev {
-                Event::Syscall(_) => self.starts.syscall(cg),
-                Event::Exec(r) => {
-                    let h = &r.header;
-                    if let Some(s) = self.starts.exec(cg, ts, cstr(&h.comm), cstr(&r.filename)) {
-                        self.announce(cg, Some(s), out);
-                    }
-                }
-                _ => {}
-            }
         }
         out.push(Attributed::Task {
             ev,
@@ -330,57 +301,21 @@ impl Attributor {
                 json: json.clone(),
                 first_ts: ts,
                 cgroups: HashSet::from([cg]),
-                announced: false,
-                first_cgroup: cg,
             },
         );
-        if !self.starts.starting(cg) {
-            self.announce(cg, None, out);
-        }
-    }
-
-    /// A container's start record, once: with its start time when its own
-    /// command's exec was seen.
-    fn announce(&mut self, cg: u64, startup: Option<Startup>, out: &mut Vec<Attributed>) {
-        let Some(s) = self
-            .started
-            .values_mut()
-            .find(|s| !s.announced && s.cgroups.contains(&cg))
-        else {
-            return;
-        };
-        s.announced = true;
         out.push(Attributed::Lifecycle(Lifecycle::Start {
-            ts: s.first_ts,
-            container: s.container.clone(),
-            json: s.json.clone(),
-            cgroup_id: s.first_cgroup,
-            startup,
+            ts,
+            container: c.clone(),
+            json: json.clone(),
+            cgroup_id: cg,
         }));
-    }
-
-    /// Start records still waiting for their container's exec since before
-    /// `before` go out without a start time.
-    fn announce_waiting(&mut self, before: u64, out: &mut Vec<Attributed>) {
-        let waiting: Vec<u64> = self
-            .started
-            .values()
-            .filter(|s| !s.announced && s.first_ts < before)
-            .map(|s| s.first_cgroup)
-            .collect();
-        for cg in waiting {
-            self.starts.give_up(cg);
-            self.announce(cg, None, out);
-        }
     }
 
     fn cgroup_removed(&mut self, cg: u64, ts: u64, out: &mut Vec<Attributed>) {
         let current = self.registry.removed(cg).and_then(|s| s.container.clone());
-        self.starts.give_up(cg);
         if !self.started_cgroups.remove(&cg) {
             return;
         }
-        self.announce(cg, None, out);
         let Some(id) = self
             .started
             .iter()
@@ -441,7 +376,6 @@ impl Attributor {
         for cg in self.held.keys().copied().collect::<Vec<_>>() {
             self.release(cg, out);
         }
-        self.announce_waiting(u64::MAX, out);
     }
 
     /// Held events whose wait ended without a release (before a summary).
@@ -460,10 +394,6 @@ impl Attributor {
             self.release(cg, out);
         }
         self.reconcile(now_ts, out);
-        self.announce_waiting(
-            crate::pipeline::boot_ns().saturating_sub(START_WAIT_NS),
-            out,
-        );
         self.registry.retry_names();
         let removed = self.registry.evict();
         for cg in &removed {

@@ -4,9 +4,8 @@
 use std::mem::size_of;
 
 use observer_common::{
-    CgroupRecord, EnforcedRecord, ExecRecord, ExitRecord, ForkRecord, Header, PrivilegeRecord,
-    SyscallRecord, KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR, KIND_ENFORCED, KIND_EXEC, KIND_EXIT,
-    KIND_FORK, KIND_PRIVILEGE, KIND_SYSCALL, KIND_SYSCALL_EXIT,
+    CgroupRecord, ExecRecord, ExitRecord, ForkRecord, Header, SyscallRecord, KIND_CGROUP_MKDIR,
+    KIND_CGROUP_RMDIR, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_SYSCALL, KIND_SYSCALL_EXIT,
 };
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,8 +27,6 @@ pub enum Event {
     Exit(ExitRecord),
     CgroupMkdir(Box<CgroupRecord>),
     CgroupRmdir(Box<CgroupRecord>),
-    Enforced(EnforcedRecord),
-    Privilege(PrivilegeRecord),
 }
 
 impl Event {
@@ -39,8 +36,6 @@ impl Event {
             Event::Fork(r) => Some(&mut r.header),
             Event::Exec(r) => Some(&mut r.header),
             Event::Exit(r) => Some(&mut r.header),
-            Event::Enforced(r) => Some(&mut r.header),
-            Event::Privilege(r) => Some(&mut r.header),
             Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => None,
         }
     }
@@ -52,8 +47,6 @@ impl Event {
             Event::Fork(r) => Some(&r.header),
             Event::Exec(r) => Some(&r.header),
             Event::Exit(r) => Some(&r.header),
-            Event::Enforced(r) => Some(&r.header),
-            Event::Privilege(r) => Some(&r.header),
             Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => None,
         }
     }
@@ -102,8 +95,6 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         KIND_EXIT => Event::Exit(read(kind, buf)?),
         KIND_CGROUP_MKDIR => Event::CgroupMkdir(Box::new(read(kind, buf)?)),
         KIND_CGROUP_RMDIR => Event::CgroupRmdir(Box::new(read(kind, buf)?)),
-        KIND_ENFORCED => Event::Enforced(read(kind, buf)?),
-        KIND_PRIVILEGE => Event::Privilege(read(kind, buf)?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -25,7 +25,6 @@ use crate::{
     account::Account,
     aggregate::Loss,
     attribute::{Attributed, Attributor, Lifecycle},
-    claims::Claims,
     cli::{Format, Mode, WatchArgs},
     container::{docker::NameReply, v1::V1Attribution, Registry},
     decode::{cstr, Event},
@@ -75,8 +74,6 @@ pub struct Pipeline {
     pub attribute: Attributor,
     pub account: Account,
     pub render: Render,
-    /// Limits, enforcement and privilege per container.
-    pub claims: Claims,
     pub taps: Taps,
     /// `--metrics`: fed every summary interval.
     pub metrics: Option<crate::metrics::Metrics>,
@@ -98,7 +95,6 @@ impl Pipeline {
             attribute: Attributor::new(&args, registry),
             account: Account::new(args.mode == Mode::Count),
             render: Render::new(&args, sink, clock),
-            claims: Claims::from_host(crate::kernel_info::HostNamespaces::read()),
             taps: Taps::default(),
             metrics: None,
             out: Vec::new(),
@@ -155,24 +151,15 @@ impl Pipeline {
             match a {
                 Attributed::Task {
                     ev,
-                    json,
                     container,
-                } => match (&ev, &container) {
-                    (Event::Privilege(r), _) => self.claims.exec_privilege(r),
-                    (Event::Enforced(r), Some(c)) => {
-                        if let Some(e) = self.claims.enforced(c, &json, r) {
-                            self.render.enforced(&e);
-                        }
+                    json,
+                } => {
+                    self.account.task(&ev);
+                    if let (Some(w), Event::Syscall(r)) = (self.web.as_mut(), &ev) {
+                        sample(w, &self.account, self.render.clock, r);
                     }
-                    (Event::Enforced(_), None) => {}
-                    _ => {
-                        self.account.task(&ev);
-                        if let (Some(w), Event::Syscall(r)) = (self.web.as_mut(), &ev) {
-                            sample(w, &self.account, self.render.clock, r);
-                        }
-                        self.render.task(&ev, container.as_deref(), &json);
-                    }
-                },
+                    self.render.task(&ev, container.as_deref(), &json);
+                }
                 Attributed::Lifecycle(l) => {
                     match &l {
                         Lifecycle::Start {
@@ -180,13 +167,7 @@ impl Pipeline {
                             container,
                             json,
                             cgroup_id,
-                            startup,
-                        } => {
-                            self.roster.start(*cgroup_id, container, json, *ts);
-                            if let Some(s) = startup {
-                                self.claims.started(container, *cgroup_id, *s);
-                            }
-                        }
+                        } => self.roster.start(*cgroup_id, container, json, *ts),
                         Lifecycle::Exit { ts, cgroup_id, .. } => {
                             self.roster.exit(*cgroup_id, *ts, Instant::now());
                         }
@@ -241,7 +222,6 @@ impl Pipeline {
         for &cg in &removed {
             self.account.forget(cg);
             self.render.forget(cg);
-            self.claims.forget(cg);
         }
         removed
     }
@@ -263,15 +243,12 @@ impl Pipeline {
         let iv = self.account.interval(k, self.args.mode == Mode::Count);
         let mut loss = self.account.loss(k);
         loss.dropped_by_daemon += self.render.sink.dropped_lines;
-        let mut entries = summary::entries(
+        let entries = summary::entries(
             iv,
             &mut self.attribute,
             self.args.host,
             self.args.mode == Mode::Stream,
         );
-        for e in self.claims.interval(&mut entries, boot_ns()) {
-            self.render.enforced(&e);
-        }
         if let Some(m) = self.metrics.as_mut() {
             let interval: Vec<_> = entries
                 .iter()
