@@ -412,10 +412,34 @@ impl Bench {
     /// workers for `secs`, JSON per event to a file. Zero drops means every
     /// generated call reached the daemon and no reserve failed.
     fn sustained_step(&self, rate: u64, secs: f64) -> Result<Value> {
+        self.streamed(rate, secs, None)
+    }
+
+    /// A sustained step with `--web` and `clients` readers of `/events`
+    /// connected (and reading) all along: what the page costs the pipeline.
+    fn web_step(&self, rate: u64, secs: f64, clients: usize) -> Result<Value> {
+        self.streamed(rate, secs, Some(clients))
+    }
+
+    fn streamed(&self, rate: u64, secs: f64, web: Option<usize>) -> Result<Value> {
         let file = self.out_dir.join("sustained.jsonl");
         let file_s = file.to_string_lossy().into_owned();
-        let t = self.observer(&["--output", &file_s], 7)?;
+        let addr = match web {
+            Some(_) => Some(free_loopback_addr()?),
+            None => None,
+        };
+        let mut args = vec!["--output".to_owned(), file_s.clone()];
+        if let Some(a) = &addr {
+            args.extend(["--web".to_owned(), a.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let t = self.observer(&args, 7)?;
         let pid = t.pid();
+        let readers = match (web, &addr) {
+            (Some(n), Some(a)) => Some(SseReaders::connect(a, n)?),
+            _ => None,
+        };
+        let rss_before_load = status_kb(pid, "VmRSS:");
         let workers = 2;
         let t0 = cpu_ns(pid);
         let start = Instant::now();
@@ -448,6 +472,7 @@ impl Bench {
         let rss = status_kb(pid, "VmRSS:");
         let ring_rss = bpf_mapped_rss_kb(pid);
         let maps = map_memory(pid);
+        let web_clients = readers.map(SseReaders::finish).transpose()?;
         t.stop()?;
         // What the daemon received for the cgroup, and what was lost: from
         // its summary and loss lines, read as a stream (the file holds a
@@ -489,7 +514,9 @@ impl Bench {
             "cpu_s_per_million": cpu_s / (generated.max(1) as f64 / 1e6),
             "vm_hwm_kb": hwm, "vm_rss_kb": rss, "ring_rss_kb": ring_rss,
             "rss_without_ring_kb": rss.saturating_sub(ring_rss),
+            "rss_before_load_kb": rss_before_load,
             "maps": maps,
+            "web_clients": web_clients,
         }))
     }
 
@@ -520,6 +547,109 @@ impl Bench {
             "cpu_share": cpu_s / elapsed,
             "vm_hwm_kb": hwm,
         }))
+    }
+}
+
+/// A loopback address nobody listens on now (the kernel's pick).
+fn free_loopback_addr() -> Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    Ok(l.local_addr()?.to_string())
+}
+
+/// Readers of the page's `/events`, one thread each, reading as a browser
+/// does (everything, as it comes) until told to stop.
+struct SseReaders {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+impl SseReaders {
+    /// Connects `n` readers and returns once each has its first event.
+    fn connect(addr: &str, n: usize) -> Result<SseReaders> {
+        use std::{
+            io::{Read, Write},
+            net::TcpStream,
+            sync::{atomic::AtomicBool, mpsc, Arc},
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let mut threads = Vec::new();
+        for _ in 0..n {
+            let mut s = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+            s.set_read_timeout(Some(Duration::from_millis(200)))?;
+            s.write_all(
+                format!(
+                    "GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            )?;
+            let stop = stop.clone();
+            let ready = ready_tx.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                let (mut bytes, mut states) = (0u64, 0u64);
+                let mut first = true;
+                // An event name split across two reads is counted by the
+                // window that spans them.
+                let mut tail: Vec<u8> = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match s.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(k) => {
+                            bytes += k as u64;
+                            tail.extend_from_slice(&buf[..k]);
+                            let pat = b"event: state\n";
+                            states += tail.windows(pat.len()).filter(|w| w == pat).count() as u64;
+                            let keep = tail.len().saturating_sub(pat.len() - 1);
+                            tail.drain(..keep);
+                            if first {
+                                first = false;
+                                let _ = ready.send(Ok(()));
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(e) => {
+                            if first {
+                                let _ = ready.send(Err(e.to_string()));
+                            }
+                            break;
+                        }
+                    }
+                }
+                (bytes, states)
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for _ in 0..n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ready_rx.recv_timeout(left) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => bail!("an /events reader failed: {e}"),
+                Err(_) => {
+                    bail!("the /events readers did not all get their first event within 30 s")
+                }
+            }
+        }
+        Ok(SseReaders { stop, threads })
+    }
+
+    /// Stops the readers: how many there were, what they read.
+    fn finish(self) -> Result<Value> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut bytes, mut states) = (0, 0);
+        let n = self.threads.len();
+        for t in self.threads {
+            let (b, s) = t
+                .join()
+                .map_err(|_| anyhow::anyhow!("an /events reader panicked"))?;
+            bytes += b;
+            states += s;
+        }
+        Ok(json!({"clients": n, "bytes_read": bytes, "state_events_read": states}))
     }
 }
 
@@ -745,4 +875,132 @@ pub fn run(observer: PathBuf, workload: PathBuf, quick: bool) -> Result<()> {
         Path::new(&b.out_dir).join("report.{json,md}").display()
     );
     Ok(())
+}
+
+/// `cargo xtask bench --web-clients N`: the same fixed load streamed as JSON
+/// to a file with `--web`, with 0 and with N readers of `/events`, phases
+/// interleaved; the daemon's CPU and memory, and what the pipeline
+/// delivered, for each. Writes target/bench/web.{json,md}.
+pub fn run_web(observer: PathBuf, workload: PathBuf, clients: usize, quick: bool) -> Result<()> {
+    let b = Bench::new(observer, workload, quick)?;
+    let (rate, secs, rounds) = if quick {
+        (100_000, 2.0, 1)
+    } else {
+        (300_000, 10.0, 3)
+    };
+    let mut phases: Vec<Value> = Vec::new();
+    for round in 1..=rounds {
+        for n in [0, clients] {
+            eprintln!("bench: web round {round}, {n} /events readers, {rate}/s for {secs} s");
+            let mut st = b.web_step(rate, secs, n)?;
+            st["round"] = json!(round);
+            st["clients"] = json!(n);
+            phases.push(st);
+        }
+    }
+    let summary = |n: usize| {
+        let of = |k: &str| -> Vec<f64> {
+            phases
+                .iter()
+                .filter(|p| p["clients"] == n)
+                .filter_map(|p| p[k].as_f64())
+                .collect()
+        };
+        let med = |k: &str| median(&mut of(k));
+        let max = |k: &str| of(k).into_iter().fold(f64::NAN, f64::max);
+        json!({
+            "clients": n,
+            "daemon_cpu_s": med("daemon_cpu_s"),
+            "cpu_s_per_million": med("cpu_s_per_million"),
+            "achieved_rate": med("achieved_rate"),
+            "vm_hwm_kb_max": max("vm_hwm_kb"),
+            "vm_rss_kb": med("vm_rss_kb"),
+            "rss_before_load_kb": med("rss_before_load_kb"),
+            "generated": of("generated").iter().sum::<f64>(),
+            "received": of("received").iter().sum::<f64>(),
+            "lost": of("lost").iter().sum::<f64>(),
+            "dropped_by_daemon": of("dropped_by_daemon").iter().sum::<f64>(),
+            "all_zero_drops": phases.iter().filter(|p| p["clients"] == n).all(|p| p["zero_drops"] == true),
+        })
+    };
+    let report = json!({
+        "machine": machine(), "quick": quick, "rate": rate, "seconds": secs, "rounds": rounds,
+        "clients": clients, "phases": phases,
+        "without": summary(0), "with": summary(clients),
+    });
+    let md = web_markdown(&report);
+    fs::write(
+        b.out_dir.join("web.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    fs::write(b.out_dir.join("web.md"), &md)?;
+    println!("{md}");
+    println!(
+        "Report: {}",
+        Path::new(&b.out_dir).join("web.{json,md}").display()
+    );
+    for p in &phases {
+        if p["clients"].as_u64().unwrap_or(0) > 0
+            && p["web_clients"]["state_events_read"].as_u64().unwrap_or(0) == 0
+        {
+            bail!("the /events readers read no state during a phase: the page was not served");
+        }
+    }
+    Ok(())
+}
+
+fn web_markdown(r: &Value) -> String {
+    let m = &r["machine"];
+    let mut s = format!(
+        "Machine: Linux {}, {} × {}; `cargo xtask bench --web-clients {}{}` on {}: {} getppid/s for {} s from 2 workers (CPU 0), \
+         the observer (CPU 1) streaming JSON per event to a file with `--web`, {} rounds, phases interleaved.\n\n",
+        m["kernel"].as_str().unwrap_or("?"),
+        m["cpus"],
+        m["cpu"].as_str().unwrap_or("?"),
+        r["clients"],
+        if r["quick"] == true { " --quick" } else { "" },
+        m["date"].as_str().unwrap_or("?"),
+        r["rate"],
+        r["seconds"],
+        r["rounds"],
+    );
+    s.push_str("| round | /events readers | achieved/s | generated | received | lost | dropped | daemon CPU s | CPU s per 1M | VmHWM MiB | RSS before load MiB | SSE MiB read | state events read |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for p in r["phases"].as_array().into_iter().flatten() {
+        let w = &p["web_clients"];
+        s.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {} |\n",
+            p["round"],
+            p["clients"],
+            p["achieved_rate"].as_f64().unwrap_or(0.0),
+            p["generated"],
+            p["received"],
+            p["lost"],
+            p["dropped_by_daemon"],
+            p["daemon_cpu_s"].as_f64().unwrap_or(f64::NAN),
+            p["cpu_s_per_million"].as_f64().unwrap_or(f64::NAN),
+            p["vm_hwm_kb"].as_f64().unwrap_or(0.0) / 1024.0,
+            p["rss_before_load_kb"].as_f64().unwrap_or(0.0) / 1024.0,
+            w["bytes_read"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
+            w["state_events_read"],
+        ));
+    }
+    let (a, b) = (&r["without"], &r["with"]);
+    let ratio = |k: &str| b[k].as_f64().unwrap_or(f64::NAN) / a[k].as_f64().unwrap_or(f64::NAN);
+    s.push_str(&format!(
+        "\nMedians, {} readers vs none: daemon CPU {:.2} s vs {:.2} s ({:.2}×), {:.2} vs {:.2} CPU s per 1M events; \
+         peak VmHWM {:.1} MiB vs {:.1} MiB; throughput {:.0}/s vs {:.0}/s; zero drops in every phase: {} with readers, {} without.\n",
+        r["clients"],
+        b["daemon_cpu_s"].as_f64().unwrap_or(f64::NAN),
+        a["daemon_cpu_s"].as_f64().unwrap_or(f64::NAN),
+        ratio("daemon_cpu_s"),
+        b["cpu_s_per_million"].as_f64().unwrap_or(f64::NAN),
+        a["cpu_s_per_million"].as_f64().unwrap_or(f64::NAN),
+        b["vm_hwm_kb_max"].as_f64().unwrap_or(0.0) / 1024.0,
+        a["vm_hwm_kb_max"].as_f64().unwrap_or(0.0) / 1024.0,
+        b["achieved_rate"].as_f64().unwrap_or(f64::NAN),
+        a["achieved_rate"].as_f64().unwrap_or(f64::NAN),
+        if b["all_zero_drops"] == true { "yes" } else { "no" },
+        if a["all_zero_drops"] == true { "yes" } else { "no" },
+    ));
+    s
 }

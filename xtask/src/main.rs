@@ -59,6 +59,10 @@ enum Cmd {
         /// A few seconds per phase: checks the harness, not the machine.
         #[arg(long)]
         quick: bool,
+        /// Only the page's cost: the same load with 0 and with N readers
+        /// of `/events`, interleaved; writes target/bench/web.{json,md}.
+        #[arg(long, value_name = "N")]
+        web_clients: Option<usize>,
     },
     /// Containers created and destroyed every second for N minutes while the
     /// observer runs; prints its memory over time.
@@ -107,12 +111,12 @@ fn main() {
             let engine = engine::ensure_engine()?;
             soak::soak(minutes, &observer, &engine.image)
         }),
-        Cmd::Bench { quick } => build::build_all(true).and_then(|observer| {
-            bench::run(
-                observer.clone(),
-                observer.with_file_name("observer-workload"),
-                quick,
-            )
+        Cmd::Bench { quick, web_clients } => build::build_all(true).and_then(|observer| {
+            let workload = observer.with_file_name("observer-workload");
+            match web_clients {
+                Some(n) => bench::run_web(observer, workload, n, quick),
+                None => bench::run(observer, workload, quick),
+            }
         }),
     };
     if let Err(e) = r {
