@@ -140,7 +140,90 @@ pub fn doctor() -> Result<()> {
         if engine { "OK     " } else { "OPTIONAL" }
     );
     runtimes();
+    vm();
     Ok(())
+}
+
+/// The VM half of the demo: QEMU, KVM, a guest kernel. Optional: without
+/// them the demo runs its container half and says what is missing.
+fn vm() {
+    let found = |ok: bool, what: &str, detail: &str| {
+        println!(
+            "{} {what}: {detail}",
+            if ok { "OK     " } else { "OPTIONAL" }
+        );
+    };
+    let (binary, package) = crate::guest::qemu_names();
+    match which(binary) {
+        Some(p) => {
+            let version = output(Command::new(&p).arg("--version"))
+                .and_then(|v| v.lines().next().map(str::to_owned))
+                .unwrap_or_else(|| "version unknown".into());
+            found(true, "qemu", &format!("{} ({version})", p.display()));
+        }
+        None => found(
+            false,
+            "qemu",
+            &format!(
+                "{binary} not installed (the demo's VM; `cargo xtask demo` installs it): sudo apt-get install {package} \
+                 (next to a backports qemu-utils: sudo apt-get install --allow-downgrades {package} qemu-utils/bookworm)"
+            ),
+        ),
+    }
+    let (kvm_ok, kvm) = kvm_state();
+    found(kvm_ok, "kvm", &kvm);
+    match crate::guest::fetched_kernel("bookworm") {
+        Some(k) => found(
+            true,
+            "guest kernel",
+            &format!("{} ({})", k.vmlinuz.display(), k.release),
+        ),
+        None => found(
+            false,
+            "guest kernel",
+            "none fetched yet (`cargo xtask demo` fetches it): cargo xtask guest-kernel bookworm, or pass --vm-kernel PATH",
+        ),
+    }
+}
+
+/// Whether /dev/kvm opens and answers; QEMU then tries KVM first and falls
+/// back to TCG when the guest makes no progress (nested KVM that hangs).
+fn kvm_state() -> (bool, String) {
+    use std::os::fd::AsRawFd;
+    let f = match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (false, "no /dev/kvm: the demo's VM runs under TCG (emulated, ~10-20 s to boot); enable virtualization (VT-x/AMD-V, or nested virtualization for a VM) and load kvm_intel or kvm_amd".into())
+        }
+        Err(e) => {
+            return (false, format!("/dev/kvm does not open ({e}): the demo's VM runs under TCG; run as root or join the kvm group (sudo usermod -aG kvm $USER)"))
+        }
+    };
+    // KVM_GET_API_VERSION = _IO(KVMIO 0xAE, 0x00): 12 on every kernel since 2.6.22.
+    // SAFETY: an ioctl without argument on a file we own.
+    let api = unsafe { libc::ioctl(f.as_raw_fd(), 0xAE00 as _) };
+    if api != 12 {
+        return (
+            false,
+            format!(
+                "/dev/kvm opens but KVM_GET_API_VERSION says {api}: the demo's VM runs under TCG"
+            ),
+        );
+    }
+    let exits = Path::new("/sys/kernel/tracing/events/kvm/kvm_exit").exists()
+        || Path::new("/sys/kernel/debug/tracing/events/kvm/kvm_exit").exists()
+        || fs::read_to_string("/proc/kallsyms").is_ok_and(|k| k.contains("__tracepoint_kvm_exit"));
+    (
+        true,
+        format!(
+            "/dev/kvm usable (API 12); the demo tries KVM and falls back to TCG when a guest makes no progress (nested KVM){}",
+            if exits { "; the kvm:kvm_exit tracepoint is present" } else { "" }
+        ),
+    )
 }
 
 /// Which other runtimes are here, and whether their containers get names.

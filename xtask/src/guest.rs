@@ -232,6 +232,16 @@ pub fn fetch_kernel(suite: &str) -> Result<GuestKernel> {
     Ok(k)
 }
 
+/// A suite's kernel when it was already fetched (nothing downloaded).
+pub fn fetched_kernel(suite: &str) -> Option<GuestKernel> {
+    read_record(
+        &workspace_root()
+            .join("target/guest")
+            .join(suite)
+            .join("kernel.json"),
+    )
+}
+
 fn read_record(path: &Path) -> Option<GuestKernel> {
     let v: serde_json::Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
     let s = |k: &str| v[k].as_str().map(str::to_owned);
@@ -380,13 +390,18 @@ pub fn demo_vm_args(given: &[String]) -> Vec<String> {
     a
 }
 
-/// QEMU for this machine's architecture, installed when missing.
-pub fn ensure_qemu() -> Result<PathBuf> {
-    let (binary, package) = if cfg!(target_arch = "aarch64") {
+/// The QEMU binary for this machine's architecture and its Debian package.
+pub fn qemu_names() -> (&'static str, &'static str) {
+    if cfg!(target_arch = "aarch64") {
         ("qemu-system-aarch64", "qemu-system-arm")
     } else {
         ("qemu-system-x86_64", "qemu-system-x86")
-    };
+    }
+}
+
+/// QEMU for this machine's architecture, installed when missing.
+pub fn ensure_qemu() -> Result<PathBuf> {
+    let (binary, package) = qemu_names();
     if let Some(p) = which(binary) {
         return Ok(p);
     }
