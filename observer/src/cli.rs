@@ -129,7 +129,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
     /// Syscall label values per container in the metrics: `all`, or `top:N`
-    /// (the first N seen, largest first; the rest summed as `other`).
+    /// (the N busiest by recent rate; the rest summed as `other`).
     #[arg(long, default_value = "top:32", value_parser = crate::metrics::SyscallLimit::parse)]
     pub metrics_syscalls: crate::metrics::SyscallLimit,
     /// Seconds a gone container's series stay in the metrics.

@@ -4,10 +4,12 @@
 //! The counters are fed from the same per-interval summaries as the JSON
 //! stream, so a container's counter equals the sum of its summary counts
 //! over the same period. Cardinality is bounded: a container's syscall
-//! label values are capped (`--metrics-syscalls`), and the series of a
-//! container gone for longer than the retention are dropped.
+//! label values are capped to its busiest (`--metrics-syscalls`, see
+//! [`top`]), and the series of a container gone for longer than the
+//! retention are dropped.
 
 pub mod server;
+pub mod top;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -41,6 +43,14 @@ pub enum SyscallLimit {
 }
 
 impl SyscallLimit {
+    /// The number of syscalls with their own series (`None`: all).
+    pub fn cap(self) -> Option<usize> {
+        match self {
+            SyscallLimit::All => None,
+            SyscallLimit::Top(n) => Some(n),
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         if s == "all" {
             return Ok(SyscallLimit::All);
@@ -187,8 +197,9 @@ pub struct IntervalEntry<'a> {
 #[derive(Debug)]
 struct Tracked {
     id: Identity,
-    /// Syscall label values it has (at most the limit, plus `other`).
-    syscalls: BTreeSet<String>,
+    /// Which syscalls have their own series (at most the limit, plus
+    /// `other`).
+    syscalls: top::TopSet,
     cpus: BTreeSet<u32>,
     info: Option<InfoLabels>,
     gone: Option<Instant>,
@@ -295,7 +306,7 @@ impl Metrics {
         now: Instant,
     ) {
         for e in entries {
-            self.entry(e);
+            self.entry(e, now);
         }
         for (cpu, n) in lost_by_cpu {
             self.lost
@@ -308,12 +319,12 @@ impl Metrics {
         self.expire(now);
     }
 
-    fn entry(&mut self, e: &IntervalEntry<'_>) {
+    fn entry(&mut self, e: &IntervalEntry<'_>, now: Instant) {
         let id = Identity::of(e.container);
         let key = id.key();
         let t = self.tracked.entry(key).or_insert_with(|| Tracked {
             id: id.clone(),
-            syscalls: BTreeSet::new(),
+            syscalls: top::TopSet::new(self.limit.cap()),
             cpus: BTreeSet::new(),
             info: None,
             gone: None,
@@ -330,18 +341,20 @@ impl Metrics {
             namespace: id.namespace.clone(),
             syscall: syscall.to_owned(),
         };
-        // Largest first: within the cap, the busiest get their own series.
-        for (name, n) in named_counts(e.group) {
-            let named = t.syscalls.contains(&name)
-                || match self.limit {
-                    SyscallLimit::All => true,
-                    SyscallLimit::Top(cap) => {
-                        t.syscalls.iter().filter(|s| *s != OTHER).count() < cap
-                    }
-                };
-            let label = if named { name } else { OTHER.to_owned() };
-            self.syscalls.get_or_create(&labels(&label)).inc_by(n);
-            t.syscalls.insert(label);
+        for step in t.syscalls.interval(&named_counts(e.group), now) {
+            match step {
+                top::Step::Add(s, n) => {
+                    self.syscalls.get_or_create(&labels(&s)).inc_by(n);
+                }
+                // A series shown again resumes from its last value: never
+                // lower, so Prometheus sees no reset.
+                top::Step::Show(s, v) => {
+                    self.syscalls.get_or_create(&labels(&s)).inc_by(v);
+                }
+                top::Step::Hide(s) => {
+                    self.syscalls.remove(&labels(&s));
+                }
+            }
         }
         for (cpu, ns) in e.cpu {
             self.cpu
@@ -422,7 +435,7 @@ impl Metrics {
         for k in expired {
             let t = self.tracked.remove(&k).expect("listed above");
             let id = &t.id;
-            for s in &t.syscalls {
+            for s in t.syscalls.shown() {
                 self.syscalls.remove(&SyscallLabels {
                     node: self.node.clone(),
                     container: id.container.clone(),
@@ -430,7 +443,7 @@ impl Metrics {
                     runtime: id.runtime.clone(),
                     pod: id.pod.clone(),
                     namespace: id.namespace.clone(),
-                    syscall: s.clone(),
+                    syscall: s.to_owned(),
                 });
             }
             for cpu in &t.cpus {
@@ -613,8 +626,9 @@ mod tests {
             &none,
             now,
         );
-        // Later, getppid is the busiest: it still goes to `other` (a series
-        // never moves), and read keeps its own.
+        // Later, getppid is the busiest: it takes the place of write (the
+        // slower member), whose series leaves the exposition; getppid's 5
+        // earlier calls stay in `other`.
         let g = group(&[(110, 100), (0, 1)]);
         m.interval(
             &[IntervalEntry {
@@ -632,8 +646,24 @@ mod tests {
             .collect();
         assert_eq!(series.len(), 3, "{t}");
         assert_eq!(value(&t, &["syscall=\"read\""]), Some(51.0));
-        assert_eq!(value(&t, &["syscall=\"write\""]), Some(40.0));
-        assert_eq!(value(&t, &["syscall=\"other\""]), Some(106.0));
+        assert_eq!(value(&t, &["syscall=\"getppid\""]), Some(100.0));
+        assert_eq!(value(&t, &["syscall=\"other\""]), Some(6.0));
+        assert_eq!(value(&t, &["syscall=\"write\""]), None);
+        // write busiest again: it comes back from 40, not from 0.
+        let g = group(&[(1, 1000)]);
+        m.interval(
+            &[IntervalEntry {
+                container: Some(&c),
+                group: &g,
+                cpu: &none,
+            }],
+            &none,
+            now,
+        );
+        let t = m.encode();
+        assert_eq!(value(&t, &["syscall=\"write\""]), Some(1040.0));
+        assert_eq!(value(&t, &["syscall=\"read\""]), None);
+        assert_eq!(value(&t, &["syscall=\"getppid\""]), Some(100.0));
         assert!(t.contains("container=\"c1\""), "the short ID when unnamed");
     }
 
