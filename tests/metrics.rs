@@ -322,7 +322,11 @@ fn prometheus_scrapes_exact_counts() {
         http_get(web, "/").filter(|(s, _)| *s == 200).map(|r| r.1)
     });
     drop(page);
-    assert_eq!(html.matches("class=kernel").count(), 1, "{html}");
+    assert_eq!(
+        html.matches("<header class=\"kernel\">").count(),
+        1,
+        "one kernel box, in the room page's look: {html}"
+    );
     assert!(html.contains(&format!("data-boot-id=\"{}\"", boot_id())));
     assert!(html.contains(&format!("data-container-id=\"{id}\"")));
 

@@ -111,6 +111,12 @@ fn query(prom: SocketAddr, promql: &str) -> Vec<Value> {
     v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
 
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(bin))
+        .find(|f| f.is_file())
+}
+
 /// A TCG boot plus the observer loading under TCG: generous on a busy host.
 const GUEST_READY: Duration = Duration::from_secs(300);
 
@@ -277,6 +283,83 @@ fn two_kernels_side_by_side_in_prometheus_and_the_cluster_view() {
             .output()
             .unwrap();
         eprintln!("{}", String::from_utf8_lossy(&table.stdout));
+
+        // The same view as a page, in the room page's look: a kernel box per
+        // node, each holding only its own container's card; then as a real
+        // browser renders it.
+        let web = free_addr();
+        let dir = std::env::temp_dir().join(format!("observer-cluster-web-{}", fake_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let page = Owned(
+            Command::new(OBSERVER)
+                .args(["cluster", "--prometheus", &format!("http://{prom}")])
+                .args(["--web", &web.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("run observer cluster --web"),
+            dir.clone(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let html = loop {
+            if let Some((200, body)) = http_get(web, "/") {
+                break body;
+            }
+            assert!(Instant::now() < deadline, "observer cluster --web: no page in 30 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let boxes_ok = |html: &str| {
+            for (node, boot, mine, other) in [
+                ("host-kernel", &host_boot, &host_id, &guest_id),
+                ("guest-kernel", &guest_boot, &guest_id, &host_id),
+            ] {
+                let section = html
+                    .split("<section class=\"node\"")
+                    .find(|s| s.contains(&format!("data-node=\"{node}\"")))
+                    .unwrap_or_else(|| panic!("no box for {node}: {html}"));
+                assert!(section.contains(&format!("data-boot-id=\"{boot}\"")), "{section}");
+                assert!(section.contains(&format!("data-container-id=\"{mine}\"")), "{section}");
+                assert!(!section.contains(other.as_str()), "{section}");
+            }
+            assert_eq!(html.matches("<header class=\"kernel\">").count(), 2, "{html}");
+        };
+        boxes_ok(&html);
+        let css = http_get(web, "/style.css").expect("the room page's stylesheet");
+        assert_eq!(css.0, 200);
+        assert!(css.1.contains(".kernel"), "the room page's look");
+        match which("chromium") {
+            None => observer::privilege::skip_or_fail(
+                "no chromium for the cluster page (`cargo xtask test` installs it)",
+            ),
+            Some(chromium) => {
+                let dom = dir.join("dom.html");
+                let mut b = Command::new(chromium)
+                    .args([
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-quic",
+                        "--no-first-run",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                        "--virtual-time-budget=3000",
+                    ])
+                    .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+                    .arg("--dump-dom")
+                    .arg(format!("http://{web}/"))
+                    .stdin(Stdio::null())
+                    .stdout(std::fs::File::create(&dom).unwrap())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("run chromium");
+                let status = wait_for(&mut b, Duration::from_secs(120), "chromium --dump-dom");
+                assert!(status.success(), "chromium: {status}");
+                boxes_ok(&std::fs::read_to_string(&dom).unwrap());
+            }
+        }
+        drop(page);
         vm.kill().await;
     });
     drop(obs);

@@ -271,18 +271,41 @@ struct WebState {
     window: String,
 }
 
+/// The room page's own stylesheet and icon: the cluster is drawn in the same
+/// look, one kernel box per node instead of one for the room.
+const STYLE_CSS: &str = include_str!("web/assets/style.css");
+const CLUSTER_CSS: &str = include_str!("web/assets/cluster.css");
+const FAVICON_SVG: &str = include_str!("web/assets/favicon.svg");
+
+/// The page is drawn here, not by scripts: only its stylesheets and icon.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; \
+                   form-action 'none'; frame-ancestors 'none'";
+
 async fn page(
     axum::extract::State(s): axum::extract::State<Arc<WebState>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match fetch(&s.prom, &s.window).await {
-        Ok(view) => axum::response::Html(render_html(&view)).into_response(),
+    let (status, html) = match fetch(&s.prom, &s.window).await {
+        Ok(view) => (
+            axum::http::StatusCode::OK,
+            render_html(&view, &s.window, None),
+        ),
         Err(e) => (
             axum::http::StatusCode::BAD_GATEWAY,
-            format!("observer cluster: {e:#}\n"),
-        )
-            .into_response(),
-    }
+            render_html(&ClusterView::default(), &s.window, Some(&format!("{e:#}"))),
+        ),
+    };
+    (
+        status,
+        [(axum::http::header::CONTENT_SECURITY_POLICY, CSP)],
+        axum::response::Html(html),
+    )
+        .into_response()
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn api(
@@ -300,6 +323,7 @@ async fn api(
 }
 
 async fn serve(addr: SocketAddr, prom: Prometheus, window: String) -> Result<()> {
+    use axum::routing::get;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("bind the cluster page to {addr} (--web ADDR)"))?;
@@ -309,8 +333,20 @@ async fn serve(addr: SocketAddr, prom: Prometheus, window: String) -> Result<()>
     }
     eprintln!("observer cluster: http://{bound}/ (JSON at /api/cluster)");
     let app = axum::Router::new()
-        .route("/", axum::routing::get(page))
-        .route("/api/cluster", axum::routing::get(api))
+        .route("/", get(page))
+        .route(
+            "/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route(
+            "/cluster.css",
+            get(|| async { asset("text/css; charset=utf-8", CLUSTER_CSS) }),
+        )
+        .route(
+            "/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
+        .route("/api/cluster", get(api))
         .with_state(Arc::new(WebState { prom, window }));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -328,34 +364,64 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The page: one box per kernel, refreshed every 5 s.
-pub fn render_html(view: &ClusterView) -> String {
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The page, in the room page's look: per kernel, its box (release, node,
+/// boot ID) with a card per container sharing it: its syscall rate and
+/// total. Reloaded every 5 s; `error` (Prometheus unreachable) is shown in
+/// the page's loss banner.
+pub fn render_html(view: &ClusterView, window: &str, error: Option<&str>) -> String {
     use std::fmt::Write;
-    let mut s = String::from(concat!(
-        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=5>",
-        "<title>observer: kernels in the cluster</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:1.5em;background:#f6f6f4}",
-        ".kernel{display:inline-block;vertical-align:top;border:2px solid #345;border-radius:8px;",
-        "padding:.6em 1em;margin:.5em;background:#fff;min-width:22em}",
-        ".kernel h2{margin:.1em 0;font-size:1.1em}.id{font-family:monospace;color:#555}",
-        "table{border-collapse:collapse;width:100%}td,th{padding:.15em .5em;text-align:left}",
-        "td.n{text-align:right;font-family:monospace}",
-        "</style><h1>One kernel per node, shared by everything on it</h1>"
-    ));
-    if view.kernels.is_empty() {
+    let containers: usize = view.kernels.iter().map(|k| k.containers.len()).sum();
+    let mut s = format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"color-scheme\" content=\"light dark\">\n\
+         <meta http-equiv=\"refresh\" content=\"5\">\n\
+         <title>One kernel per node</title>\n\
+         <link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">\n\
+         <link rel=\"stylesheet\" href=\"/style.css\">\n\
+         <link rel=\"stylesheet\" href=\"/cluster.css\">\n\
+         </head>\n<body>\n\
+         <p id=\"sentence\" class=\"sentence cluster-sentence\">{}, {}: one kernel per node, shared by everything on it</p>\n",
+        plural(view.kernels.len(), "kernel", "kernels"),
+        plural(containers, "container", "containers"),
+    );
+    if let Some(e) = error {
+        let _ = writeln!(
+            s,
+            "<div id=\"loss\" class=\"loss\">Prometheus did not answer: {}</div>",
+            escape(e)
+        );
+    } else if view.kernels.is_empty() {
         s.push_str(
-            "<p>No kernels yet: Prometheus has no <code>observer_kernel_info</code> series.</p>",
+            "<p id=\"empty\" class=\"empty\">No kernels yet: Prometheus has no \
+             <code>observer_kernel_info</code> series (is it scraping an \
+             <code>observer --metrics</code>?)</p>\n",
         );
     }
+    s.push_str("<main id=\"kernels\" class=\"cluster\">\n");
     for k in &view.kernels {
         let _ = write!(
             s,
-            "<div class=kernel data-boot-id=\"{}\"><h2>Linux {} on {}</h2><div class=id>boot_id {}</div>\
-             <table><tr><th>container<th>runtime<th>syscalls/s",
-            escape(&k.boot_id),
-            escape(&k.release),
-            escape(&k.node),
-            escape(&k.boot_id)
+            "<section class=\"node\" data-node=\"{node}\" data-boot-id=\"{boot}\">\n\
+             <header class=\"kernel\">\n\
+             <div class=\"kernel-label\">the one kernel every container on {node} runs on</div>\n\
+             <h1>Linux <span class=\"release\">{release}</span></h1>\n\
+             <dl class=\"facts\">\n\
+             <div><dt>node</dt><dd class=\"node-name\">{node}</dd></div>\n\
+             <div><dt>boot ID</dt><dd class=\"boot-id\">{boot}</dd></div>\n\
+             <div><dt>version</dt><dd>{version}</dd></div>\n\
+             </dl>\n\
+             <p class=\"sentence\">{n}, 1 kernel</p>\n\
+             </header>\n<div class=\"cards\">\n",
+            node = escape(&k.node),
+            boot = escape(&k.boot_id),
+            release = escape(&k.release),
+            version = escape(&k.version),
+            n = plural(k.containers.len(), "container", "containers"),
         );
         for c in &k.containers {
             let name = if c.container.is_empty() {
@@ -363,16 +429,39 @@ pub fn render_html(view: &ClusterView) -> String {
             } else {
                 escape(&c.container)
             };
+            let short: String = c.container_id.chars().take(12).collect();
+            let meta = [escape(&short), escape(&c.runtime)]
+                .into_iter()
+                .filter(|m| !m.is_empty())
+                .collect::<Vec<_>>()
+                .join(" · ");
             let _ = write!(
                 s,
-                "<tr data-container-id=\"{}\"><td>{name}<td>{}<td class=n>{:.1}",
-                escape(&c.container_id),
-                escape(&c.runtime),
-                c.syscalls_per_sec
+                "<section class=\"card\" data-container-id=\"{id}\" data-total=\"{total}\">\n\
+                 <div class=\"card-head\"><h2 class=\"name\">{name}</h2></div>\n\
+                 <div class=\"meta\">{meta}</div>\n\
+                 <div class=\"rate\">{rate:.1}<small> syscalls/s</small></div>\n\
+                 <div class=\"total\">{total} syscalls into {node}'s kernel</div>\n\
+                 </section>\n",
+                id = escape(&c.container_id),
+                total = c.syscalls_total,
+                meta = if meta.is_empty() {
+                    "host".to_owned()
+                } else {
+                    meta
+                },
+                rate = c.syscalls_per_sec,
+                node = escape(&k.node),
             );
         }
-        s.push_str("</table></div>");
+        s.push_str("</div>\n</section>\n");
     }
+    let _ = write!(
+        s,
+        "</main>\n<footer><span class=\"status\">from Prometheus · rates over {} · \
+         reloaded every 5 s</span></footer>\n</body>\n</html>\n",
+        escape(window)
+    );
     s
 }
 
@@ -411,8 +500,17 @@ mod tests {
         let t = render_table(&v);
         assert!(t.contains("kernel 6.1  boot_id b-vm  node vm"), "{t}");
         assert!(t.contains("(host)"));
-        let h = render_html(&v);
-        assert_eq!(h.matches("class=kernel").count(), 2);
+        let h = render_html(&v, "1m", None);
+        assert_eq!(h.matches("<header class=\"kernel\">").count(), 2);
+        assert!(h.contains("data-boot-id=\"b-vm\""));
+        assert!(h.contains("data-container-id=\"db-id\""));
+        assert!(h.contains("2 kernels, 3 containers"), "{h}");
+        assert!(h.contains("<link rel=\"stylesheet\" href=\"/style.css\">"));
+        let mut evil = v.clone();
+        evil.kernels[0].containers[0].container = "<script>".into();
+        assert!(!render_html(&evil, "1m", None).contains("<script>"));
+        let e = render_html(&ClusterView::default(), "1m", Some("connect: refused"));
+        assert!(e.contains("class=\"loss\""), "{e}");
     }
 
     #[test]
