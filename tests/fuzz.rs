@@ -16,9 +16,10 @@ use observer::{
     pipeline::{KernelCounters, Pipeline},
 };
 use observer_common::{
-    CgroupRecord, ExecRecord, ExitRecord, ForkRecord, SyscallRecord, CGROUP_PATH_LEN, COMM_LEN,
-    FILENAME_LEN, KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR, KIND_EXEC, KIND_EXIT, KIND_FORK,
-    KIND_SYSCALL, KIND_SYSCALL_EXIT, NODENAME_LEN,
+    CgroupRecord, ExecRecord, ExitRecord, ForkRecord, Header, SyscallEvent, SyscallExitEvent,
+    TaskGoneRecord, CGROUP_PATH_LEN, COMM_LEN, FILENAME_LEN, KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR,
+    KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, KIND_TASK_GONE,
+    NODENAME_LEN,
 };
 use proptest::prelude::*;
 
@@ -39,7 +40,10 @@ fn config(cases: u32) -> ProptestConfig {
 /// The record size each kind needs.
 fn need(kind: u32) -> usize {
     match kind {
-        KIND_SYSCALL | KIND_SYSCALL_EXIT => size_of::<SyscallRecord>(),
+        KIND_SYSCALL => size_of::<SyscallEvent>(),
+        KIND_SYSCALL_EXIT => size_of::<SyscallExitEvent>(),
+        KIND_TASK => size_of::<Header>(),
+        KIND_TASK_GONE => size_of::<TaskGoneRecord>(),
         KIND_FORK => size_of::<ForkRecord>(),
         KIND_EXEC => size_of::<ExecRecord>(),
         KIND_EXIT => size_of::<ExitRecord>(),
@@ -57,13 +61,15 @@ fn kind_of(ev: &Event) -> u32 {
         Event::Exit(_) => KIND_EXIT,
         Event::CgroupMkdir(_) => KIND_CGROUP_MKDIR,
         Event::CgroupRmdir(_) => KIND_CGROUP_RMDIR,
+        Event::Task(_) => KIND_TASK,
+        Event::TaskGone(_) => KIND_TASK_GONE,
     }
 }
 
 /// A record of a valid kind: its kind word, then any bytes. Lengths are
 /// biased towards each record size, where off-by-ones live.
 fn record_of_valid_kind() -> impl Strategy<Value = Vec<u8>> {
-    (1u32..=7)
+    (1u32..=9)
         .prop_flat_map(|kind| {
             let n = need(kind);
             let len = prop_oneof![
@@ -100,7 +106,7 @@ proptest! {
         match decode(&buf) {
             Err(DecodeError::Empty) => prop_assert!(buf.len() < 4),
             Err(DecodeError::UnknownKind(k)) => {
-                prop_assert!(!(1..=7).contains(&k));
+                prop_assert!(!(1..=9).contains(&k));
                 prop_assert_eq!(&k.to_le_bytes()[..], &buf[..4]);
             }
             Err(DecodeError::Short { kind, len, need: n }) => {
@@ -418,7 +424,7 @@ fn fill(dst: &mut [u8], src: &[u8]) {
 /// mkdir, events and rmdir meet, and any numbers.
 fn pipeline_record() -> impl Strategy<Value = Vec<u8>> {
     (
-        1u32..=7,
+        1u32..=9,
         0u64..6,
         // Boot-time ns as the kernel gives them (below ~36 years of uptime).
         // Not any u64: `clock + h.ts as i64` (output/json.rs, and the
@@ -457,10 +463,29 @@ fn pipeline_record() -> impl Strategy<Value = Vec<u8>> {
                 };
                 fill(&mut h.comm, &comm);
                 match kind {
-                    KIND_SYSCALL | KIND_SYSCALL_EXIT => bytes_of(&SyscallRecord {
-                        header: h,
-                        nr: num,
-                        ret: num.rotate_left(7),
+                    KIND_SYSCALL | KIND_SYSCALL_EXIT => {
+                        let event = SyscallEvent {
+                            kind,
+                            tid: n[2] % 4,
+                            ts,
+                            cgroup_id: cg,
+                            nr: num as i32,
+                            cpu: n[0] % 64,
+                        };
+                        if kind == KIND_SYSCALL {
+                            bytes_of(&event)
+                        } else {
+                            bytes_of(&SyscallExitEvent {
+                                event,
+                                ret: num.rotate_left(7),
+                            })
+                        }
+                    }
+                    // A few tids, so that identities and syscalls meet.
+                    KIND_TASK => bytes_of(&Header { tid: n[2] % 4, ..h }),
+                    KIND_TASK_GONE => bytes_of(&TaskGoneRecord {
+                        kind,
+                        tid: n[2] % 4,
                     }),
                     KIND_FORK => bytes_of(&ForkRecord {
                         header: h,

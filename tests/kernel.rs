@@ -514,3 +514,104 @@ fn threads_are_counted_apart_from_forks() {
     assert_eq!(sum("threads"), 1, "{entries:?}");
     assert_eq!(sum("forks"), 1, "{entries:?}");
 }
+
+/// Syscall records carry only time, thread, cgroup and number; who the
+/// thread is goes out once and again when it changes. Every line must still
+/// say exactly who made the call: after a new comm (by prctl and by
+/// /proc), new UTS and network namespaces and back again by setns, in a
+/// named thread, after a move to another cgroup and after an exec, each run
+/// of calls is counted exactly under its own identity, in both flavours.
+#[test]
+fn identity_follows_every_change_with_compact_records() {
+    if !privileged() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("observer-test-idexec-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let link = dir.join("id-exec");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(WORKLOAD, &link).expect("symlink the workload");
+    for access in [TaskAccess::Btf, TaskAccess::ProbeRead] {
+        let first = TestCgroup::new(&format!("/docker/{}", fake_id()));
+        let second = TestCgroup::new(&format!("/docker/{}", fake_id()));
+        let obs = Observer::start(&["--task-access", access.arg()]);
+        let out = std::process::Command::new(WORKLOAD)
+            .args(["--cgroup", &first.path.to_string_lossy(), "--unshare"])
+            .arg("--identity-changes")
+            .arg(&second.path)
+            .arg("--identity-exec")
+            .arg(&link)
+            .output()
+            .expect("run the workload");
+        assert!(
+            out.status.success(),
+            "workload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rec = obs.stop();
+        let reports: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON lines"))
+            .collect();
+        let after_exec = &reports[1];
+        let mut runs: Vec<(Value, u64)> = reports[0]["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.clone(), if i < 6 { first.id } else { second.id }))
+            .collect();
+        runs.push((
+            serde_json::json!({
+                "calls": 108,
+                "tid": after_exec["host_pid"],
+                "ns_tid": after_exec["ns_pid"],
+                "comm": "id-exec",
+                "pidns": after_exec["pidns"],
+                "mntns": after_exec["mntns"],
+                "utsns": after_exec["utsns"],
+                "netns": runs[0].0["netns"],
+            }),
+            second.id,
+        ));
+        // The runs differ where they should.
+        assert_ne!(runs[3].0["utsns"], runs[0].0["utsns"], "{runs:?}");
+        assert_ne!(runs[3].0["netns"], runs[0].0["netns"], "{runs:?}");
+        assert_eq!(runs[4].0["utsns"], runs[0].0["utsns"], "{runs:?}");
+        assert_ne!(runs[5].0["tid"], runs[0].0["tid"], "{runs:?}");
+        // Runs with the same identity (the first with a new comm by /proc,
+        // and after setns back) add up; every call is under exactly its
+        // run's identity.
+        let key = |v: &Value, cgroup: &Value| {
+            ["tid", "ns_tid", "comm", "pidns", "mntns", "utsns", "netns"]
+                .iter()
+                .map(|k| v[*k].to_string())
+                .chain([cgroup.to_string()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut expected = std::collections::BTreeMap::<String, u64>::new();
+        for (run, cgroup) in &runs {
+            *expected.entry(key(run, &(*cgroup).into())).or_default() +=
+                run["calls"].as_u64().unwrap();
+        }
+        let pid = runs[0].0["tid"].clone();
+        let mut seen = std::collections::BTreeMap::<String, u64>::new();
+        for l in rec
+            .lines
+            .iter()
+            .filter(|l| l["pid"] == pid && l["syscall"] == "getppid")
+        {
+            assert_eq!(l["ns_pid"], 1, "{access:?}: {l}");
+            *seen.entry(key(l, &l["cgroup_id"])).or_default() += 1;
+        }
+        assert_eq!(
+            seen, expected,
+            "{access:?}: calls per identity (tid ns_tid comm pidns mntns utsns netns cgroup)"
+        );
+        assert_eq!(expected.values().sum::<u64>(), (101..=108).sum::<u64>());
+        let loss = rec.of_type("loss").last().expect("the final loss record");
+        assert_eq!(loss["decode_errors"], 0, "{access:?}: every call joined");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,6 +24,11 @@ pub const MAP_COUNT_RETIRED: &str = "COUNT_RETIRED";
 pub const MAP_LOSS: &str = "LOSS";
 /// Per-CPU hash: cgroup ID -> nanoseconds on CPU (from `sched_switch`).
 pub const MAP_ONCPU: &str = "ONCPU";
+/// LRU hash: tid -> what the task's last identity record (`KIND_TASK`)
+/// said, so that a syscall record need not say it again.
+pub const MAP_IDENTITY: &str = "IDENTITY";
+/// Tasks whose identity the kernel remembers having sent.
+pub const IDENTITY_ENTRIES: u32 = 65536;
 /// Per-CPU array: `[u64; STAT_COUNT]` counters indexed by `STAT_*`.
 pub const MAP_STATS: &str = "STATS";
 /// Hash: cgroup ID -> `CGROUP_*` verdict, filled by the daemon.
@@ -66,6 +71,12 @@ pub const KIND_EXEC: u32 = 4;
 pub const KIND_EXIT: u32 = 5;
 pub const KIND_CGROUP_MKDIR: u32 = 6;
 pub const KIND_CGROUP_RMDIR: u32 = 7;
+/// Who a task is (`Header`): sent before its first syscall record and
+/// again whenever that changes (exec, `setns`/`unshare`, a cgroup move, a
+/// new comm).
+pub const KIND_TASK: u32 = 8;
+/// `TaskGoneRecord`: a task whose identity was sent has exited.
+pub const KIND_TASK_GONE: u32 = 9;
 
 /// `STATS` slots.
 pub const STAT_EMITTED: u32 = 0;
@@ -179,6 +190,40 @@ pub struct Header {
     pub comm: [u8; COMM_LEN],
 }
 
+/// A syscall as it crosses the ring buffer (`KIND_SYSCALL`): when, which
+/// thread, which cgroup, which call. Everything else about the thread is in
+/// its last `KIND_TASK` record, which the ring delivered before this one.
+/// `cgroup_id` sits at the same offset as in `Header`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallEvent {
+    pub kind: u32,
+    pub tid: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds.
+    pub ts: u64,
+    pub cgroup_id: u64,
+    pub nr: i32,
+    pub cpu: u32,
+}
+
+/// `KIND_SYSCALL_EXIT` on the wire: the same and the return value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallExitEvent {
+    pub event: SyscallEvent,
+    pub ret: i64,
+}
+
+/// `KIND_TASK_GONE`: the thread `tid` has exited; its identity can go.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskGoneRecord {
+    pub kind: u32,
+    pub tid: u32,
+}
+
+/// A syscall joined to its thread's identity: what the daemon hands on
+/// (never sent whole by the kernel).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallRecord {
@@ -281,6 +326,13 @@ mod tests {
     fn record_sizes_have_no_hidden_padding() {
         assert_eq!(size_of::<Header>(), 72);
         assert_eq!(size_of::<SyscallRecord>(), 88);
+        assert_eq!(size_of::<SyscallEvent>(), 32);
+        assert_eq!(size_of::<SyscallExitEvent>(), 40);
+        assert_eq!(size_of::<TaskGoneRecord>(), 8);
+        assert_eq!(
+            core::mem::offset_of!(SyscallEvent, cgroup_id),
+            core::mem::offset_of!(Header, cgroup_id)
+        );
         assert_eq!(size_of::<ForkRecord>(), 88);
         assert_eq!(size_of::<ExecRecord>(), 72 + FILENAME_LEN + NODENAME_LEN);
         assert_eq!(size_of::<ExitRecord>(), 80);

@@ -3,11 +3,11 @@
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use observer_common::{
     Config, CountKey, CountSlot, KernelOffsets, CGROUP_DROP, COUNT_SLOTS, FLAG_CGROUP_FILTER,
-    STAT_COUNT, STAT_EMITTED, STAT_LOST, VERDICT_CACHE_SLOTS,
+    IDENTITY_ENTRIES, STAT_COUNT, STAT_EMITTED, STAT_LOST, VERDICT_CACHE_SLOTS,
 };
 
 /// Default size; the daemon sets the real one (`--ring-buffer-mb`) at load.
@@ -36,6 +36,25 @@ pub static LOSS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(4096,
 
 #[map(name = "ONCPU")]
 pub static ONCPU: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+/// What a task's last identity record said, as far as a syscall can tell
+/// it changed without reading the rest: its cgroup and comm, and whether it
+/// has since called `setns`/`unshare`.
+#[repr(C)]
+pub struct Sent {
+    pub cgroup_id: u64,
+    pub comm: [u64; 2],
+    /// Set by `setns`/`unshare`: the next record sends the identity again.
+    pub stale: u32,
+    pub _pad: u32,
+}
+
+/// tid -> `Sent`. An LRU hash rather than task-local storage: the same map
+/// on every supported kernel (task storage came in 5.11), and an entry it
+/// evicts only costs one identity record more. Entries go at fork (a reused
+/// tid), exec and exit.
+#[map(name = "IDENTITY")]
+pub static IDENTITY: LruHashMap<u32, Sent> = LruHashMap::with_max_entries(IDENTITY_ENTRIES, 0);
 
 #[map(name = "STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);

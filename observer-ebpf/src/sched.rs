@@ -7,11 +7,15 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use observer_common::{ExecRecord, ExitRecord, ForkRecord, KIND_EXEC, KIND_EXIT, KIND_FORK};
+use observer_common::{
+    ExecRecord, ExitRecord, ForkRecord, TaskGoneRecord, KIND_EXEC, KIND_EXIT, KIND_FORK,
+    KIND_TASK_GONE,
+};
 
 use crate::{
     maps::{
-        cgroup_dropped, rare_wakeup, record_loss, ro, CONFIG, EVENTS, OFFSETS, ONCPU, SWITCH_TS,
+        batched_wakeup, cgroup_dropped, rare_wakeup, record_loss, ro, CONFIG, EVENTS, IDENTITY,
+        OFFSETS, ONCPU, SWITCH_TS,
     },
     task::{cgroup_id, fill_header, group_dead, pid_views, uts_ns, Access, Direct, Probe, Task},
 };
@@ -49,6 +53,10 @@ pub fn sched_process_fork_probe(ctx: BtfTracePointContext) -> i32 {
 fn fork<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let parent: Task = ctx.arg(0);
     let child: Task = ctx.arg(1);
+    // A reused tid: whatever was sent for the task that had it is not who
+    // this one is.
+    let child_tid: u32 = unsafe { A::ld(child, ro(&OFFSETS.task_pid)) };
+    let _ = IDENTITY.remove(child_tid);
     let Some(cgroup) = wanted::<A>(parent) else {
         return 0;
     };
@@ -81,7 +89,13 @@ pub fn sched_process_exec_probe(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn exec<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let task: Task = ctx.arg(0);
+    let old_pid: i32 = ctx.arg(1);
     let bprm: *const u8 = ctx.arg(2);
+    // A new program, maybe a new comm, and a thread that execs takes the
+    // group leader's tid: the next syscall says who it is again.
+    let _ = IDENTITY.remove(old_pid as u32);
+    let tid: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_pid)) };
+    let _ = IDENTITY.remove(tid);
     let Some(cgroup) = wanted::<A>(task) else {
         return 0;
     };
@@ -121,6 +135,16 @@ pub fn sched_process_exit_probe(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn exit<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let task: Task = ctx.arg(0);
+    let tid: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_pid)) };
+    if IDENTITY.remove(tid).is_ok() {
+        // Its identity was sent: the daemon can forget it.
+        if let Some(mut entry) = EVENTS.reserve::<TaskGoneRecord>(0) {
+            let rec = unsafe { &mut *entry.as_mut_ptr() };
+            rec.kind = KIND_TASK_GONE;
+            rec.tid = tid;
+            entry.submit(batched_wakeup());
+        }
+    }
     if !group_dead::<A>(task) {
         return 0;
     }

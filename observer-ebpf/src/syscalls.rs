@@ -2,22 +2,31 @@
 //! cheapest way onto the syscall path (the classic `raw_syscalls` tracepoint
 //! adds ~35 ns per call on top of the same slow path).
 
+use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns};
 use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use observer_common::{
-    CountKey, CountSlot, SyscallRecord, COUNT_SLOTS, COUNT_SLOT_NRS, FLAG_SYSCALL_FILTER,
-    KIND_SYSCALL, KIND_SYSCALL_EXIT, MODE_COUNT, SYSCALL_BITMAP_WORDS,
+    CountKey, CountSlot, Header, SyscallEvent, SyscallExitEvent, COUNT_SLOTS, COUNT_SLOT_NRS,
+    FLAG_SYSCALL_FILTER, KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, MODE_COUNT,
+    SYSCALL_BITMAP_WORDS,
 };
 
 use crate::{
     maps::{
-        batched_wakeup, cgroup_dropped, record_loss, ro, CONFIG, COUNTS, COUNT_RETIRED,
-        COUNT_SLOTS_MAP, EVENTS, OFFSETS,
+        batched_wakeup, cgroup_dropped, record_loss, ro, Sent, CONFIG, COUNTS, COUNT_RETIRED,
+        COUNT_SLOTS_MAP, EVENTS, IDENTITY, OFFSETS,
     },
-    task::{cgroup_id, fill_header, pidns, Access, Direct, Probe},
+    task::{cgroup_id, fill_header, pidns, Access, Direct, Probe, Task},
 };
+
+/// `unshare` and `setns`: the only calls that change the calling task's
+/// namespaces (`switch_task_namespaces(current, …)`), and only its own.
+#[cfg(bpf_target_arch = "x86_64")]
+const NS_CHANGING: [i64; 2] = [272, 308];
+#[cfg(bpf_target_arch = "aarch64")]
+const NS_CHANGING: [i64; 2] = [97, 268];
 
 /// `TP_PROTO(struct pt_regs *regs, long id)`
 #[btf_tracepoint(function = "sys_enter")]
@@ -108,7 +117,11 @@ fn syscall_wanted(nr: i64) -> bool {
 
 #[inline(always)]
 fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
-    if !syscall_wanted(nr) {
+    // Seen whatever the filter says: the next record of this task must
+    // say who it is again.
+    let ns_change = kind == KIND_SYSCALL && (nr == NS_CHANGING[0] || nr == NS_CHANGING[1]);
+    let wanted = syscall_wanted(nr);
+    if !wanted && !ns_change {
         return Ok(0);
     }
     let task = A::current();
@@ -121,7 +134,7 @@ fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
     if ro(&CONFIG.mode) == MODE_COUNT {
         // Counting a host cgroup costs what filtering it out would: count
         // everything, and let the daemon choose what to show.
-        if kind == KIND_SYSCALL {
+        if kind == KIND_SYSCALL && wanted {
             count(cgroup, pidns::<A>(task), nr);
         }
         return Ok(0);
@@ -129,18 +142,84 @@ fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
     if cgroup_dropped(cgroup) {
         return Ok(0);
     }
-    let Some(mut entry) = EVENTS.reserve::<SyscallRecord>(0) else {
-        record_loss(cgroup);
-        return Ok(0);
-    };
-    // SAFETY: the reservation is sized for a SyscallRecord; every field is
-    // written before submit, so no stale kernel memory leaves the program.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header::<A>(&mut rec.header, kind, task, cgroup);
-    rec.nr = nr;
-    rec.ret = ret;
-    entry.submit(batched_wakeup());
+    let tid: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_pid)) };
+    if wanted {
+        emit::<A>(task, tid, cgroup, nr, ret, kind);
+    }
+    if ns_change {
+        if let Some(s) = IDENTITY.get_ptr_mut(tid) {
+            unsafe { (*s).stale = 1 };
+        }
+    }
     Ok(0)
+}
+
+/// The task's identity record when it is not the one last sent, then the
+/// compact syscall record. The identity goes first into the same ring, so
+/// the daemon always has it when the syscall arrives.
+#[inline(always)]
+fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u32) {
+    let comm: [u64; 2] = unsafe { A::ld(task, ro(&OFFSETS.task_comm)) };
+    let known = match IDENTITY.get_ptr_mut(tid) {
+        // SAFETY: an entry of this map; a concurrent eviction at worst
+        // makes one identity record more.
+        Some(s) => unsafe {
+            (*s).stale == 0
+                && (*s).cgroup_id == cgroup
+                && (*s).comm[0] == comm[0]
+                && (*s).comm[1] == comm[1]
+        },
+        None => false,
+    };
+    if !known {
+        let Some(mut entry) = EVENTS.reserve::<Header>(0) else {
+            // Without its identity the syscall can't be told: it is lost.
+            record_loss(cgroup);
+            return;
+        };
+        // SAFETY: sized for a Header, every field written before submit.
+        let h = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header::<A>(h, KIND_TASK, task, cgroup);
+        entry.submit(batched_wakeup());
+        let sent = Sent {
+            cgroup_id: cgroup,
+            comm,
+            stale: 0,
+            _pad: 0,
+        };
+        // A failed insert only means the identity is sent again.
+        let _ = IDENTITY.insert(tid, &sent, 0);
+    }
+    if kind == KIND_SYSCALL {
+        let Some(mut entry) = EVENTS.reserve::<SyscallEvent>(0) else {
+            record_loss(cgroup);
+            return;
+        };
+        // SAFETY: sized for the record; every field written before submit,
+        // so no stale kernel memory leaves the program.
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_event(rec, kind, tid, cgroup, nr);
+        entry.submit(batched_wakeup());
+    } else {
+        let Some(mut entry) = EVENTS.reserve::<SyscallExitEvent>(0) else {
+            record_loss(cgroup);
+            return;
+        };
+        let rec = unsafe { &mut *entry.as_mut_ptr() };
+        fill_event(&mut rec.event, kind, tid, cgroup, nr);
+        rec.ret = ret;
+        entry.submit(batched_wakeup());
+    }
+}
+
+#[inline(always)]
+fn fill_event(rec: &mut SyscallEvent, kind: u32, tid: u32, cgroup: u64, nr: i64) {
+    rec.kind = kind;
+    rec.tid = tid;
+    rec.ts = unsafe { bpf_ktime_get_boot_ns() };
+    rec.cgroup_id = cgroup;
+    rec.nr = nr as i32;
+    rec.cpu = unsafe { bpf_get_smp_processor_id() };
 }
 
 /// One syscall into the per-CPU direct-mapped slot table, or into the hash

@@ -82,7 +82,11 @@ impl Account {
             Event::Fork(_) => Activity::Fork,
             Event::Exec(_) => Activity::Exec,
             Event::Exit(_) => Activity::Exit,
-            Event::SyscallExit(_) | Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => return,
+            Event::SyscallExit(_)
+            | Event::Task(_)
+            | Event::TaskGone(_)
+            | Event::CgroupMkdir(_)
+            | Event::CgroupRmdir(_) => return,
         };
         if let Some(h) = ev.header() {
             if self.count_mode {

@@ -4,8 +4,9 @@
 use std::mem::size_of;
 
 use observer_common::{
-    CgroupRecord, ExecRecord, ExitRecord, ForkRecord, Header, SyscallRecord, KIND_CGROUP_MKDIR,
-    KIND_CGROUP_RMDIR, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_SYSCALL, KIND_SYSCALL_EXIT,
+    CgroupRecord, ExecRecord, ExitRecord, ForkRecord, Header, SyscallEvent, SyscallExitEvent,
+    SyscallRecord, TaskGoneRecord, KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR, KIND_EXEC, KIND_EXIT,
+    KIND_FORK, KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, KIND_TASK_GONE,
 };
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -20,8 +21,15 @@ pub enum DecodeError {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// Decoded from the compact wire record: the header holds `kind`,
+    /// `cpu`, `ts`, `cgroup_id` and `tid` until `identity::Identities`
+    /// joins in the rest.
     Syscall(SyscallRecord),
     SyscallExit(SyscallRecord),
+    /// Who a thread is, from now on (`KIND_TASK`).
+    Task(Header),
+    /// A thread whose identity was sent has exited.
+    TaskGone(u32),
     Fork(ForkRecord),
     Exec(Box<ExecRecord>),
     Exit(ExitRecord),
@@ -36,7 +44,8 @@ impl Event {
             Event::Fork(r) => Some(&mut r.header),
             Event::Exec(r) => Some(&mut r.header),
             Event::Exit(r) => Some(&mut r.header),
-            Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => None,
+            Event::Task(h) => Some(h),
+            Event::TaskGone(_) | Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => None,
         }
     }
 
@@ -47,7 +56,8 @@ impl Event {
             Event::Fork(r) => Some(&r.header),
             Event::Exec(r) => Some(&r.header),
             Event::Exit(r) => Some(&r.header),
-            Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => None,
+            Event::Task(h) => Some(h),
+            Event::TaskGone(_) | Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => None,
         }
     }
 }
@@ -74,7 +84,7 @@ pub fn kind(buf: &[u8]) -> Option<u32> {
 /// The cgroup of a raw task record, without decoding the rest.
 pub fn task_cgroup(buf: &[u8]) -> Option<u64> {
     match kind(buf)? {
-        KIND_SYSCALL | KIND_SYSCALL_EXIT | KIND_FORK | KIND_EXEC | KIND_EXIT => {
+        KIND_SYSCALL | KIND_SYSCALL_EXIT | KIND_FORK | KIND_EXEC | KIND_EXIT | KIND_TASK => {
             let at = std::mem::offset_of!(Header, cgroup_id);
             Some(u64::from_ne_bytes(buf.get(at..at + 8)?.try_into().ok()?))
         }
@@ -88,8 +98,13 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         None => return Err(DecodeError::Empty),
     };
     Ok(match kind {
-        KIND_SYSCALL => Event::Syscall(read(kind, buf)?),
-        KIND_SYSCALL_EXIT => Event::SyscallExit(read(kind, buf)?),
+        KIND_SYSCALL => Event::Syscall(syscall(&read::<SyscallEvent>(kind, buf)?, 0)),
+        KIND_SYSCALL_EXIT => {
+            let r: SyscallExitEvent = read(kind, buf)?;
+            Event::SyscallExit(syscall(&r.event, r.ret))
+        }
+        KIND_TASK => Event::Task(read(kind, buf)?),
+        KIND_TASK_GONE => Event::TaskGone(read::<TaskGoneRecord>(kind, buf)?.tid),
         KIND_FORK => Event::Fork(read(kind, buf)?),
         KIND_EXEC => Event::Exec(Box::new(read(kind, buf)?)),
         KIND_EXIT => Event::Exit(read(kind, buf)?),
@@ -97,6 +112,23 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         KIND_CGROUP_RMDIR => Event::CgroupRmdir(Box::new(read(kind, buf)?)),
         other => return Err(DecodeError::UnknownKind(other)),
     })
+}
+
+/// A compact syscall record as the record the rest of the daemon reads,
+/// its thread's identity still to be joined in.
+fn syscall(e: &SyscallEvent, ret: i64) -> SyscallRecord {
+    SyscallRecord {
+        header: Header {
+            kind: e.kind,
+            cpu: e.cpu,
+            ts: e.ts,
+            cgroup_id: e.cgroup_id,
+            tid: e.tid,
+            ..Header::default()
+        },
+        nr: e.nr.into(),
+        ret,
+    }
 }
 
 /// The bytes of a NUL-terminated C string in a fixed buffer.
@@ -116,30 +148,65 @@ mod tests {
 
     #[test]
     fn decodes_a_syscall_record() {
-        let mut r = SyscallRecord::default();
-        r.header.kind = KIND_SYSCALL;
-        r.header.pid = 42;
-        r.header.comm[..4].copy_from_slice(b"true");
-        r.nr = 110;
-        let ev = decode(&bytes(&r)).unwrap();
-        assert_eq!(ev, Event::Syscall(r));
+        let e = SyscallEvent {
+            kind: KIND_SYSCALL,
+            tid: 43,
+            ts: 7,
+            cgroup_id: 99,
+            nr: 110,
+            cpu: 1,
+        };
+        let ev = decode(&bytes(&e)).unwrap();
+        let Event::Syscall(r) = ev else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (r.header.kind, r.header.tid, r.header.ts, r.header.cgroup_id),
+            (KIND_SYSCALL, 43, 7, 99)
+        );
+        assert_eq!((r.header.cpu, r.nr, r.ret, r.header.pid), (1, 110, 0, 0));
+        assert_eq!(task_cgroup(&bytes(&e)), Some(99));
+        let x = SyscallExitEvent {
+            event: SyscallEvent {
+                kind: KIND_SYSCALL_EXIT,
+                nr: -1,
+                ..e
+            },
+            ret: -38,
+        };
+        let Ok(Event::SyscallExit(r)) = decode(&bytes(&x)) else {
+            panic!()
+        };
+        assert_eq!((r.nr, r.ret), (-1, -38));
+        let mut h = Header {
+            kind: KIND_TASK,
+            pid: 42,
+            ..Header::default()
+        };
+        h.comm[..4].copy_from_slice(b"true");
+        let ev = decode(&bytes(&h)).unwrap();
         assert_eq!(cstr(&ev.header().unwrap().comm), b"true");
+        let g = TaskGoneRecord {
+            kind: KIND_TASK_GONE,
+            tid: 5,
+        };
+        assert_eq!(decode(&bytes(&g)), Ok(Event::TaskGone(5)));
     }
 
     #[test]
     fn short_and_unknown_records_are_errors() {
-        let mut r = SyscallRecord::default();
-        r.header.kind = KIND_SYSCALL;
+        let mut r = SyscallExitEvent::default();
+        r.event.kind = KIND_SYSCALL_EXIT;
         let b = bytes(&r);
         for len in [0, 1, 3] {
             assert!(decode(&b[..len]).is_err());
         }
-        for len in [4, 10, 87] {
+        for len in [4, 10, 39] {
             assert!(
                 matches!(
                     decode(&b[..len]),
                     Err(DecodeError::Short {
-                        kind: KIND_SYSCALL,
+                        kind: KIND_SYSCALL_EXIT,
                         ..
                     })
                 ),

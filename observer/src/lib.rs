@@ -3,7 +3,8 @@
 //!
 //! Stages, in the order data flows:
 //! `loader` (programs in, offsets from `btf`) -> `daemon` (ring buffer reader)
-//! -> `pipeline`, which composes: `decode` -> `attribute` (cgroup ->
+//! -> `pipeline`, which composes: `decode` -> `identity` (each syscall joined
+//! to who its thread is) -> `attribute` (cgroup ->
 //! container with `container`, lifecycle) -> `account` (received, lost,
 //! per-interval groups with `aggregate`) -> `summary` (the interval as data)
 //! -> `render` (lines and table into `output`), and `metrics`; `web` (the
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod decode;
 pub mod demo;
 pub mod errno;
+pub mod identity;
 pub mod kernel_info;
 pub mod loader;
 pub mod metrics;

@@ -220,7 +220,9 @@ where
 /// A power of two, and a batch of at most a quarter of the ring, so that a
 /// wakeup comes well before the ring fills.
 fn wakeup_every(opts: &LoadOptions) -> u32 {
-    let fits = (ring_bytes(opts) / 4 / std::mem::size_of::<SyscallRecord>() as u32).max(1);
+    // Each record in the ring is its 8-byte header and the record.
+    let record = 8 + std::mem::size_of::<SyscallExitEvent>() as u32;
+    let fits = (ring_bytes(opts) / 4 / record).max(1);
     let n = opts.wakeup_every.clamp(1, fits);
     1 << (31 - n.leading_zeros())
 }

@@ -1,7 +1,7 @@
 //! The way from ring-buffer record to line, one direction only:
 //!
 //! ```text
-//! record -> decode -> attribute -> account -> render -> sink
+//! record -> decode -> identity -> attribute -> account -> render -> sink
 //!                         |            |
 //!                     Lifecycle     Summary  -> subscribers (Taps)
 //! ```
@@ -28,6 +28,7 @@ use crate::{
     cli::{Format, Mode, WatchArgs},
     container::{docker::NameReply, v1::V1Attribution, Registry},
     decode::{cstr, Event},
+    identity::Identities,
     output::Sink,
     render::Render,
     roster::Roster,
@@ -71,6 +72,7 @@ impl Taps {
 
 pub struct Pipeline {
     pub args: WatchArgs,
+    pub identity: Identities,
     pub attribute: Attributor,
     pub account: Account,
     pub render: Render,
@@ -92,6 +94,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(args: WatchArgs, registry: Registry, sink: Sink, clock: i64) -> Self {
         Pipeline {
+            identity: Identities::default(),
             attribute: Attributor::new(&args, registry),
             account: Account::new(args.mode == Mode::Count),
             render: Render::new(&args, sink, clock),
@@ -131,6 +134,18 @@ impl Pipeline {
     pub fn record(&mut self, bytes: &[u8]) {
         self.account.received();
         match crate::decode::decode(bytes) {
+            Ok(Event::Task(h)) => self.identity.learn(h),
+            Ok(Event::TaskGone(tid)) => self.identity.forget(tid),
+            Ok(mut ev @ (Event::Syscall(_) | Event::SyscallExit(_))) => {
+                // A syscall without its thread's identity still counts and
+                // goes out, tid and cgroup known; it is a decode error too.
+                if let Some(h) = ev.header_mut() {
+                    if !self.identity.join(h) {
+                        self.account.decode_error();
+                    }
+                }
+                self.event(ev);
+            }
             Ok(ev) => self.event(ev),
             Err(_) => self.account.decode_error(),
         }

@@ -79,6 +79,15 @@ struct Args {
     /// ends the old leader while the process goes on).
     #[arg(long)]
     exec_from_thread: Option<String>,
+    /// Change who this task is between runs of getppid calls (each run a
+    /// different count): a new comm by prctl, then by /proc, new UTS and
+    /// network namespaces, back by setns, a named thread, a move into this
+    /// cgroup, and last an exec of this program through `--identity-exec`
+    /// (a symlink: its name becomes the comm). Prints each run as JSON.
+    #[arg(long)]
+    identity_changes: Option<String>,
+    #[arg(long)]
+    identity_exec: Option<String>,
 }
 
 /// Whether the thread-group leader has exited: `/proc/self/stat` shows the
@@ -116,6 +125,118 @@ fn leader_exits_first(calls: u64) -> ! {
         // SAFETY: ends this thread; nothing of it is used afterwards.
         unsafe { libc::syscall(libc::SYS_exit, 0) };
     }
+}
+
+/// `n` getppid calls.
+fn getppid(n: u64) {
+    for _ in 0..n {
+        // SAFETY: getppid has no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+}
+
+/// Who the calling thread is, with `calls` getppid calls made as it.
+fn identity_run(calls: u64) -> serde_json::Value {
+    getppid(calls);
+    let thread_ns = |kind: &str| {
+        fs::read_link(format!("/proc/thread-self/ns/{kind}"))
+            .ok()
+            .and_then(|l| {
+                l.to_string_lossy()
+                    .split(['[', ']'])
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    // /proc is the host's mount: `thread-self` is `PID/task/TID` there.
+    let host_tid: u64 = fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.to_string_lossy().rsplit('/').next()?.parse().ok())
+        .unwrap_or(0);
+    let comm = fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
+    // SAFETY: gettid has no arguments.
+    let ns_tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    serde_json::json!({
+        "calls": calls,
+        "tid": host_tid,
+        "ns_tid": ns_tid,
+        "comm": comm.trim_end(),
+        "pidns": thread_ns("pid"),
+        "mntns": thread_ns("mnt"),
+        "utsns": thread_ns("uts"),
+        "netns": thread_ns("net"),
+        "cgroup": fs::read_to_string("/proc/thread-self/cgroup").unwrap_or_default(),
+    })
+}
+
+/// `--identity-changes CGROUP`: never returns (ends in an exec).
+fn identity_changes(cgroup: &str, exec: Option<&str>) -> ! {
+    let open = |path: &str| {
+        let c = CString::new(path).expect("no NUL");
+        // SAFETY: a valid path.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        check(fd.into(), path);
+        fd
+    };
+    let (uts, net) = (open("/proc/self/ns/uts"), open("/proc/self/ns/net"));
+    let mut runs = vec![identity_run(101)];
+    let name = CString::new("id-prctl").expect("no NUL");
+    // SAFETY: PR_SET_NAME with a NUL-terminated name.
+    check(
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) }.into(),
+        "prctl",
+    );
+    runs.push(identity_run(102));
+    if let Err(e) = fs::write("/proc/thread-self/comm", "id-written") {
+        eprintln!("observer-workload: write comm: {e}");
+        std::process::exit(1);
+    }
+    runs.push(identity_run(103));
+    // SAFETY: plain syscalls on this (single-threaded) process.
+    check(
+        unsafe { libc::unshare(libc::CLONE_NEWUTS | libc::CLONE_NEWNET) }.into(),
+        "unshare",
+    );
+    runs.push(identity_run(104));
+    // SAFETY: namespace fds opened above.
+    unsafe {
+        check(libc::setns(uts, libc::CLONE_NEWUTS).into(), "setns uts");
+        check(libc::setns(net, libc::CLONE_NEWNET).into(), "setns net");
+    }
+    runs.push(identity_run(105));
+    let thread = std::thread::spawn(|| {
+        let name = CString::new("id-thread").expect("no NUL");
+        // SAFETY: as above, for this thread.
+        check(
+            unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) }.into(),
+            "prctl",
+        );
+        identity_run(106)
+    });
+    runs.push(thread.join().expect("the thread"));
+    if let Err(e) = fs::write(format!("{cgroup}/cgroup.procs"), "0") {
+        eprintln!("observer-workload: join cgroup {cgroup}: {e}");
+        std::process::exit(1);
+    }
+    runs.push(identity_run(107));
+    println!("{}", serde_json::json!({ "runs": runs }));
+    let prog = CString::new(exec.unwrap_or("/proc/self/exe")).expect("no NUL");
+    let argv = [
+        prog.as_ptr(),
+        c"--calls".as_ptr(),
+        c"108".as_ptr(),
+        std::ptr::null(),
+    ];
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: valid NUL-terminated path and argv.
+    unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
+    eprintln!(
+        "observer-workload: exec: {}",
+        std::io::Error::last_os_error()
+    );
+    std::process::exit(1)
 }
 
 /// `--exec-from-thread`: never returns.
@@ -290,6 +411,9 @@ fn main() {
     }
     if let Some(prog) = &args.exec_from_thread {
         exec_from_thread(prog, args.calls);
+    }
+    if let Some(cg) = &args.identity_changes {
+        identity_changes(cg, args.identity_exec.as_deref());
     }
     if let Some(n) = args.spawn {
         println!(
