@@ -3,8 +3,9 @@
 //! against the exact workload: getppid counted exactly for a process on the
 //! host and one in a cgroup and PID namespace of its own (`ns_pid` 1),
 //! fork/exec/exit with both PID views, count mode's exact counts, and the
-//! program flavour the kernel needs (the probe-read fallback on 5.10). Also
-//! prints what each flavour costs per call there. Needs `cargo xtask test`
+//! program flavour the kernel needs (the probe-read fallback on 5.10), and
+//! every program of each flavour the kernel can load; this machine's kernel
+//! too. Also prints what each flavour costs per call there. Needs `cargo xtask test`
 //! (guest kernels, static binaries, QEMU).
 
 mod common;
@@ -187,6 +188,22 @@ fn check(suite: &str, release: &str, access: &str, run: &Run) {
     assert_eq!(child_calls.len(), 1, "{suite}: {child_calls:?}");
     assert_eq!(child_calls[0]["count"], CHILD_CALLS, "{suite}");
 
+    // Every program of each flavour loads where the kernel has what the
+    // flavour needs (`bpf_get_current_task_btf` for btf: 5.11+).
+    let loads: Vec<_> = run.of("matrix_load").collect();
+    assert_eq!(loads.len(), 4, "{suite}: {loads:?}");
+    for l in loads {
+        let expected = match l["access"].as_str() {
+            Some("probe-read") => Some("probe_read"),
+            Some("btf") if access == "btf" => Some("btf"),
+            _ => None,
+        };
+        match expected {
+            Some(e) => assert_eq!(l["loaded"], e, "{suite}: {l}"),
+            None => assert!(l["loaded"].is_null(), "{suite}: btf loads on 5.10? {l}"),
+        }
+    }
+
     // Count mode: exact, from the kernel's maps.
     let summaries = run.records("count", "summary");
     let count = |cgroup: Option<&Value>| -> u64 {
@@ -230,4 +247,22 @@ fn the_observer_is_exact_on_every_kernel_of_the_matrix() {
         check(suite, release, access, &run);
     }
     eprintln!("matrix: every kernel in {:.1?}", t.elapsed());
+}
+
+/// This machine's kernel, the matrix's fourth: every program of both
+/// flavours loads and attaches, in both modes (with `--sys-exit`).
+#[test]
+fn every_program_of_each_flavour_loads_on_this_kernel() {
+    if !common::privileged() {
+        return;
+    }
+    let rows = observer::vm::matrix::loads(common::OBSERVER);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for (access, mode, row) in rows {
+        assert_eq!(
+            row,
+            Ok(access.replace('-', "_")),
+            "{access} in {mode} mode on this kernel"
+        );
+    }
 }

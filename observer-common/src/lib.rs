@@ -279,7 +279,8 @@ pub struct CgroupRecord {
 
 /// Slots in `MAP_COUNT_SLOTS` (a power of two).
 pub const COUNT_SLOTS: u32 = 256;
-/// Syscall numbers counted per slot; higher ones go to `MAP_COUNTS`.
+/// Syscall numbers counted per slot; higher ones go to `MAP_COUNTS`. A power
+/// of two: the kernel side masks the index with it.
 pub const COUNT_SLOT_NRS: usize = 512;
 
 /// One (cgroup, pidns) pair's syscall counts on one CPU. A slot is claimed

@@ -222,6 +222,8 @@ fn fill_event(rec: &mut SyscallEvent, kind: u32, tid: u32, cgroup: u64, nr: i64)
     rec.cpu = unsafe { bpf_get_smp_processor_id() };
 }
 
+const _: () = assert!(COUNT_SLOT_NRS.is_power_of_two());
+
 /// One syscall into the per-CPU direct-mapped slot table, or into the hash
 /// map when the slot belongs to another (cgroup, pidns) pair. Per-CPU array
 /// lookups are inlined by the verifier: the common case is a few loads and
@@ -240,7 +242,15 @@ fn count(cgroup: u64, pidns: u32, nr: i64) {
             reclaim(s, cgroup, pidns);
         }
         if s.cgroup_id == cgroup && s.pidns == pidns && (0..COUNT_SLOT_NRS as i64).contains(&nr) {
-            if let Some(c) = s.counts.get_mut(nr as usize) {
+            // Masked at the use, from a value the compiler can't see
+            // through: it keeps `nr` on the stack across this function,
+            // and Linux 5.10's verifier forgets a spilled scalar's bounds
+            // (tracking them came in 5.11), so the check above alone is
+            // refused there ("math between map_value pointer and register
+            // with unbounded min value"). The mask keeps the index bounded
+            // at the very instruction that adds it to the slot's address.
+            let i = core::hint::black_box(nr as usize) & (COUNT_SLOT_NRS - 1);
+            if let Some(c) = s.counts.get_mut(i) {
                 *c += 1;
                 return;
             }

@@ -240,11 +240,10 @@ pub fn test(extra: &[String]) -> Result<()> {
         Some(Err(e)) => eprintln!("xtask: no container runtimes for the runtime tests: {e:#}"),
         None => {}
     }
-    // QEMU, the guest kernel and static binaries for the VM tests.
-    // bookworm: the default guest. The kernel matrix's bullseye (5.10) and
-    // trixie (6.12) are not fetched while tests/matrix.rs is not registered:
-    // on 5.10 the verifier still refuses a count-mode program.
-    crate::guest::test_env(&mut c, &["bookworm"]);
+    // QEMU, the guest kernels and static binaries for the VM tests.
+    // bookworm (6.1): the default guest; bullseye (5.10) and trixie (6.12)
+    // complete the kernel matrix (tests/matrix.rs).
+    crate::guest::test_env(&mut c, &["bookworm", "bullseye", "trixie"]);
     // The observer's image, for the test that runs the DaemonSet's pod spec.
     if engine.is_ok() {
         match crate::fleet::image() {

@@ -11,7 +11,10 @@
 //! `{"type":"matrix_workload",...}` (what each workload says of itself),
 //! `{"type":"matrix_record","phase":...,"record":{...}}` for every record
 //! but the syscall ones, and `{"type":"matrix_calls",...}`: the getppid
-//! records counted per (pid, tid, ns_pid, pidns, cgroup_id). The cost phase
+//! records counted per (pid, tid, ns_pid, pidns, cgroup_id). The load phase
+//! prints `{"type":"matrix_load","access":...,"mode":...,"loaded":...}`
+//! for every program of each flavour (`error` where one was refused). The
+//! cost phase
 //! prints `{"type":"matrix_cost","access":...,"ns_per_call":...}` for the
 //! workload alone and under each program flavour the kernel can load.
 
@@ -116,6 +119,54 @@ pub fn cost(observer: &str, workload: &str, calls: u64) -> Vec<(String, Option<f
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         let _ = child.wait();
         let _ = fs::remove_file(&out);
+    }
+    rows
+}
+
+/// Every program of each flavour, loaded and attached on this kernel: the
+/// observer started with `--sys-exit` (the one optional program) in each
+/// mode under each `--task-access`, for a second. Per (flavour, mode): the
+/// flavour the first line names, or the error the observer stopped with.
+pub fn loads(observer: &str) -> Vec<(String, String, Result<String, String>)> {
+    let mut rows = Vec::new();
+    for access in ["btf", "probe-read"] {
+        for mode in ["stream", "count"] {
+            let out = format!(
+                "/tmp/observer-load-{}-{access}-{mode}.jsonl",
+                std::process::id()
+            );
+            let _ = fs::remove_file(&out);
+            let got = Command::new(observer)
+                .args(["--output", &out, "--host", "--sys-exit", "--duration", "1"])
+                .args(["--mode", mode, "--task-access", access])
+                .stdin(Stdio::null())
+                .output();
+            let first = fs::read_to_string(&out)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(t.lines().next()?).ok());
+            let _ = fs::remove_file(&out);
+            let row = match got {
+                Err(e) => Err(format!("start {observer}: {e}")),
+                Ok(o) if !o.status.success() => {
+                    // `observer: load … : <verifier log>`: its first line
+                    // and the last (the errno).
+                    let stderr = String::from_utf8_lossy(&o.stderr);
+                    let mut lines = stderr.lines().skip_while(|l| !l.starts_with("observer:"));
+                    let first = lines.next().unwrap_or(stderr.trim());
+                    Err(match lines.last() {
+                        Some(last) => format!("{first} … {last}"),
+                        None => first.to_owned(),
+                    })
+                }
+                Ok(_) => match first {
+                    Some(k) if k["type"] == "kernel" => {
+                        Ok(k["task_access"].as_str().unwrap_or_default().to_owned())
+                    }
+                    _ => Err("no kernel record first".to_owned()),
+                },
+            };
+            rows.push((access.to_owned(), mode.to_owned(), row));
+        }
     }
     rows
 }
@@ -265,10 +316,22 @@ pub fn main() -> i32 {
 
     // Count mode: exact counts from the kernel's maps.
     let out = "/tmp/count.jsonl";
-    let obs = start_observer(out, &["--mode", "count", "--interval", "1"]);
+    let obs = start_observer(out, &["--host", "--mode", "count", "--interval", "1"]);
     workloads("count", &cgroup);
     stop_observer(obs);
     report("count", out);
+
+    // Every program of each flavour this kernel can load.
+    for (access, mode, row) in loads(OBSERVER) {
+        let (loaded, error) = match row {
+            Ok(a) => (Some(a), None),
+            Err(e) => (None, Some(e)),
+        };
+        say(json!({
+            "type": "matrix_load", "access": access, "mode": mode,
+            "loaded": loaded, "error": error,
+        }));
+    }
 
     // Cost: per call of the workload, and per run of the sys_enter program
     // as the kernel times it (BPF run-time stats), under each program
