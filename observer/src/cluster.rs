@@ -374,7 +374,14 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 /// the page's loss banner.
 pub fn render_html(view: &ClusterView, window: &str, error: Option<&str>) -> String {
     use std::fmt::Write;
-    let containers: usize = view.kernels.iter().map(|k| k.containers.len()).sum();
+    // The host's own processes (container "") are not a container.
+    let count = |k: &Kernel| {
+        k.containers
+            .iter()
+            .filter(|c| !c.container.is_empty())
+            .count()
+    };
+    let containers: usize = view.kernels.iter().map(count).sum();
     let mut s = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -408,7 +415,7 @@ pub fn render_html(view: &ClusterView, window: &str, error: Option<&str>) -> Str
             s,
             "<section class=\"node\" data-node=\"{node}\" data-boot-id=\"{boot}\">\n\
              <header class=\"kernel\">\n\
-             <div class=\"kernel-label\">the one kernel every container on {node} runs on</div>\n\
+             <div class=\"kernel-label\">the one kernel this node's containers share</div>\n\
              <h1>Linux <span class=\"release\">{release}</span></h1>\n\
              <dl class=\"facts\">\n\
              <div><dt>node</dt><dd class=\"node-name\">{node}</dd></div>\n\
@@ -421,7 +428,7 @@ pub fn render_html(view: &ClusterView, window: &str, error: Option<&str>) -> Str
             boot = escape(&k.boot_id),
             release = escape(&k.release),
             version = escape(&k.version),
-            n = plural(k.containers.len(), "container", "containers"),
+            n = plural(count(k), "container", "containers"),
         );
         for c in &k.containers {
             let name = if c.container.is_empty() {
@@ -441,7 +448,7 @@ pub fn render_html(view: &ClusterView, window: &str, error: Option<&str>) -> Str
                  <div class=\"card-head\"><h2 class=\"name\">{name}</h2></div>\n\
                  <div class=\"meta\">{meta}</div>\n\
                  <div class=\"rate\">{rate:.1}<small> syscalls/s</small></div>\n\
-                 <div class=\"total\">{total} syscalls into {node}'s kernel</div>\n\
+                 <div class=\"total\">{total} syscalls into this kernel</div>\n\
                  </section>\n",
                 id = escape(&c.container_id),
                 total = c.syscalls_total,
@@ -451,7 +458,6 @@ pub fn render_html(view: &ClusterView, window: &str, error: Option<&str>) -> Str
                     meta
                 },
                 rate = c.syscalls_per_sec,
-                node = escape(&k.node),
             );
         }
         s.push_str("</div>\n</section>\n");
@@ -504,7 +510,10 @@ mod tests {
         assert_eq!(h.matches("<header class=\"kernel\">").count(), 2);
         assert!(h.contains("data-boot-id=\"b-vm\""));
         assert!(h.contains("data-container-id=\"db-id\""));
-        assert!(h.contains("2 kernels, 3 containers"), "{h}");
+        assert!(
+            h.contains("2 kernels, 2 containers"),
+            "the host is none: {h}"
+        );
         assert!(h.contains("<link rel=\"stylesheet\" href=\"/style.css\">"));
         let mut evil = v.clone();
         evil.kernels[0].containers[0].container = "<script>".into();
