@@ -10,10 +10,14 @@
 //! - each interval's calls go to exactly one series: the syscall's own while
 //!   it is in the top set, else `other`; so the sum over a container's
 //!   syscall series is its exact total, as in the JSON stream;
-//! - a syscall leaving the top set stops being exposed (Prometheus marks the
-//!   series stale); its value is kept here, and when it comes back its
-//!   series resumes from that value, never lower, so no reset is seen;
-//!   `other` only grows;
+//! - a syscall leaving the top set keeps its series, frozen at its value
+//!   (so the sum of a container's series at any instant is still its exact
+//!   total); when it comes back, its series counts on from that value;
+//!   nothing ever goes lower, so Prometheus sees no reset;
+//! - at most N frozen series are kept (N live + N frozen + `other`): past
+//!   that the one frozen longest stops being exposed (Prometheus marks it
+//!   stale); its value is kept, and if the syscall comes back its series
+//!   resumes from it, never lower;
 //! - a newcomer displaces the slowest member only when its rate is
 //!   [`HYSTERESIS`] times higher, so two syscalls at about the same rate
 //!   don't swap places (and series) at every interval.
@@ -22,7 +26,7 @@
 //! set; the calls made outside it are in `other`.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -43,7 +47,7 @@ pub enum Step {
     /// Expose a series again (or for the first time) at this value: what it
     /// had when it left, plus this interval's calls.
     Show(String, u64),
-    /// Stop exposing a series; its value is kept for a return.
+    /// Stop exposing a (frozen) series; its value is kept for a return.
     Hide(String),
 }
 
@@ -54,6 +58,8 @@ struct Call {
     /// The value of its own series (calls counted while a member).
     own: u64,
     member: bool,
+    /// Out of the set, its series still exposed at `own`.
+    frozen: bool,
 }
 
 /// One container's syscall slots.
@@ -62,6 +68,8 @@ pub struct TopSet {
     cap: usize,
     calls: HashMap<String, Call>,
     members: usize,
+    /// Frozen series, longest frozen first.
+    frozen: VecDeque<String>,
     /// Whether `other` has a series (it appears with its first call).
     other: bool,
     last: Option<Instant>,
@@ -74,6 +82,7 @@ impl TopSet {
             cap: cap.unwrap_or(usize::MAX),
             calls: HashMap::new(),
             members: 0,
+            frozen: VecDeque::new(),
             other: false,
             last: None,
         }
@@ -95,20 +104,40 @@ impl TopSet {
         }
         let (promoted, demoted) = self.rerank();
 
-        let mut steps: Vec<Step> = demoted.into_iter().map(Step::Hide).collect();
+        let mut steps = Vec::new();
+        // Promoted: a frozen series counts on; a hidden or new one is shown.
+        let mut shown = Vec::new();
+        for name in promoted {
+            let c = self.calls.get_mut(&name).expect("promoted");
+            if c.frozen {
+                c.frozen = false;
+                self.frozen.retain(|f| f != &name);
+            } else {
+                shown.push(name);
+            }
+        }
+        for name in demoted {
+            self.calls.get_mut(&name).expect("demoted").frozen = true;
+            self.frozen.push_back(name);
+        }
+        while self.frozen.len() > self.cap {
+            let name = self.frozen.pop_front().expect("longer than the cap");
+            self.calls.get_mut(&name).expect("frozen").frozen = false;
+            steps.push(Step::Hide(name));
+        }
         let mut other = 0;
         for (name, n) in counts {
             let c = self.calls.get_mut(name).expect("added above");
             if !c.member {
                 other += n;
-            } else if promoted.contains(name) {
+            } else if shown.contains(name) {
                 c.own += n;
             } else if *n > 0 {
                 c.own += n;
                 steps.push(Step::Add(name.clone(), *n));
             }
         }
-        for name in promoted {
+        for name in shown {
             steps.push(Step::Show(name.clone(), self.calls[&name].own));
         }
         if other > 0 {
@@ -175,7 +204,7 @@ impl TopSet {
     pub fn shown(&self) -> impl Iterator<Item = &str> {
         self.calls
             .iter()
-            .filter(|(_, c)| c.member)
+            .filter(|(_, c)| c.member || c.frozen)
             .map(|(s, _)| s.as_str())
             .chain(self.other.then_some(OTHER))
     }
@@ -250,13 +279,14 @@ mod tests {
                 t0 + Duration::from_secs(i),
             ));
         }
+        assert!(t.calls["getppid"].member && t.calls["write"].member);
+        // The start-up syscalls left the set: their series stay, frozen.
         let mut shown: Vec<&str> = t.shown().collect();
         shown.sort();
-        assert_eq!(shown, ["getppid", "other", "write"]);
-        assert!(!p.exposed.contains_key("mmap") && !p.exposed.contains_key("openat"));
-        // Exact: every call is in exactly one series, shown or kept.
-        let kept = t.calls["mmap"].own + t.calls["openat"].own;
-        assert_eq!(p.sum() + kept, 40 + 30 + 1 + 5 + 120 * 110);
+        assert_eq!(shown, ["getppid", "mmap", "openat", "other", "write"]);
+        assert_eq!((p.exposed["mmap"], p.exposed["openat"]), (40, 30));
+        // Exact at every instant: the exposed series sum to every call.
+        assert_eq!(p.sum(), 40 + 30 + 1 + 5 + 120 * 110);
         // getppid took its place in the second interval: its 5 start-up
         // calls stay in `other`.
         assert_eq!(p.exposed["getppid"], 120 * 100);
@@ -268,29 +298,28 @@ mod tests {
         let mut p = Scrape::default();
         let t0 = Instant::now();
         let mut at = 0;
-        let mut tick = |p: &mut Scrape, c: &[(&str, u64)]| {
+        let mut tick = |t: &mut TopSet, p: &mut Scrape, c: &[(&str, u64)]| {
             at += 1;
             p.apply(&t.interval(&counts(c), t0 + Duration::from_secs(at)));
         };
         for _ in 0..10 {
-            tick(&mut p, &[("read", 50), ("write", 1)]);
+            tick(&mut t, &mut p, &[("read", 50), ("write", 1)]);
         }
         assert_eq!(p.exposed["read"], 500);
         for _ in 0..300 {
-            tick(&mut p, &[("write", 50), ("read", 1)]);
+            tick(&mut t, &mut p, &[("write", 50), ("read", 1)]);
         }
-        assert!(!p.exposed.contains_key("read"), "read left the top set");
+        assert!(t.calls["write"].member, "write took the place");
+        assert!(t.calls["read"].frozen, "read left the set");
+        assert_eq!(p.exposed["read"], t.calls["read"].own, "its series stays");
         for _ in 0..300 {
-            tick(&mut p, &[("read", 50), ("write", 1)]);
+            tick(&mut t, &mut p, &[("read", 50), ("write", 1)]);
         }
-        assert!(!p.exposed.contains_key("write"));
-        // read came back above its old value (Scrape checks it never went
-        // lower at any step), and the sum is exact.
+        assert!(t.calls["read"].member && t.calls["write"].frozen);
+        // read counted on from its value (Scrape checks that no series
+        // went lower at any step), and the sum is exact.
         assert!(p.exposed["read"] > 500);
-        assert_eq!(
-            p.sum() + t.calls["write"].own,
-            10 * 51 + 300 * 51 + 300 * 51
-        );
+        assert_eq!(p.sum(), 10 * 51 + 300 * 51 + 300 * 51);
     }
 
     #[test]
@@ -298,7 +327,7 @@ mod tests {
         let mut t = TopSet::new(Some(1));
         let mut p = Scrape::default();
         let t0 = Instant::now();
-        let mut hides = 0;
+        let mut shows = 0;
         for i in 0..200u64 {
             // Alternating leaders, within 25% of each other.
             let (a, b) = if i % 2 == 0 { (110, 100) } else { (100, 110) };
@@ -306,11 +335,40 @@ mod tests {
                 &counts(&[("read", a), ("write", b)]),
                 t0 + Duration::from_secs(i),
             );
-            hides += steps.iter().filter(|s| matches!(s, Step::Hide(_))).count();
+            shows += steps.iter().filter(|s| matches!(s, Step::Show(..))).count();
             p.apply(&steps);
+            assert!(t.calls["read"].member && !t.calls["write"].frozen);
         }
-        assert_eq!(hides, 0);
+        assert_eq!(shows, 1, "read's series, once");
         assert_eq!(p.sum(), 200 * 210);
+    }
+
+    #[test]
+    fn at_most_n_frozen_series_then_the_longest_frozen_is_hidden() {
+        let mut t = TopSet::new(Some(1));
+        let mut p = Scrape::default();
+        let t0 = Instant::now();
+        let mut at = 0;
+        // Three leaders in turn, each for five minutes.
+        for leader in ["a", "b", "c"] {
+            for _ in 0..300 {
+                at += 1;
+                p.apply(&t.interval(&counts(&[(leader, 100)]), t0 + Duration::from_secs(at)));
+            }
+        }
+        // c live, b frozen, a hidden (one live place, one frozen).
+        assert!(t.calls["c"].member && t.calls["b"].frozen);
+        assert!(!p.exposed.contains_key("a"));
+        let a = t.calls["a"].own;
+        assert_eq!(p.sum() + a, 900 * 100);
+        // a busiest again: its series resumes from its value, not from 0.
+        for _ in 0..300 {
+            at += 1;
+            p.apply(&t.interval(&counts(&[("a", 100)]), t0 + Duration::from_secs(at)));
+        }
+        assert!(t.calls["a"].member);
+        assert!(p.exposed["a"] > a);
+        assert!(!p.exposed.contains_key("b"), "b frozen longest, hidden");
     }
 
     #[test]
