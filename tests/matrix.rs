@@ -4,7 +4,8 @@
 //! host and one in a cgroup and PID namespace of its own (`ns_pid` 1),
 //! fork/exec/exit with both PID views, count mode's exact counts, and the
 //! program flavour the kernel needs (the probe-read fallback on 5.10), and
-//! every program of each flavour the kernel can load; this machine's kernel
+//! every program of each flavour the kernel can load, and `ts` following a
+//! step of the guest's wall clock; this machine's kernel
 //! too. Also prints what each flavour costs per call there. Needs `cargo xtask test`
 //! (guest kernels, static binaries, QEMU).
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use observer::vm::{
     initramfs::Entry,
-    matrix::{CONTAINER_CALLS, HOST_CALLS},
+    matrix::{CLOCK_STEP_NS, CONTAINER_CALLS, HOST_CALLS},
     qemu::{json_of_type, Vm, VmSpec},
 };
 use serde_json::Value;
@@ -188,6 +189,25 @@ fn check(suite: &str, release: &str, access: &str, run: &Run) {
     assert_eq!(child_calls.len(), 1, "{suite}: {child_calls:?}");
     assert_eq!(child_calls[0]["count"], CHILD_CALLS, "{suite}");
 
+    // A step of the wall clock: the `ts` of later events follows it (the
+    // boot-to-Unix offset is taken again, not kept from the start).
+    let clock = run.of("matrix_clock").next().expect("the clock phase");
+    for side in ["before", "after"] {
+        let w = &clock[side];
+        let n = |k: &str| {
+            w[k].as_i64()
+                .unwrap_or_else(|| panic!("{suite}: {side}: {w}"))
+        };
+        assert_eq!(w["n"], 10, "{suite}: {side}: {w}");
+        // A second of slack for the guest clock's own reads.
+        let (from, to) = (n("from") - 1_000_000_000, n("to") + 1_000_000_000);
+        assert!(
+            (from..=to).contains(&n("first_ts")) && (from..=to).contains(&n("last_ts")),
+            "{suite}: the ts of the calls {side} a {} s step of the wall clock are outside the wall-clock window they ran in: {w}",
+            CLOCK_STEP_NS / 1_000_000_000
+        );
+    }
+
     // Every program of each flavour loads where the kernel has what the
     // flavour needs (`bpf_get_current_task_btf` for btf: 5.11+).
     let loads: Vec<_> = run.of("matrix_load").collect();
@@ -235,10 +255,18 @@ fn the_observer_is_exact_on_every_kernel_of_the_matrix() {
         };
         let costs: Vec<String> = run
             .of("matrix_cost")
-            .map(|c| match c["ns_per_call"].as_f64() {
-                Some(ns) => format!("{} {ns:.0} ns/call", c["access"]),
-                None => format!("{} unavailable", c["access"]),
-            })
+            .map(
+                |c| match (c["ns_per_call"].as_f64(), c["prog_ns_per_run"].as_f64()) {
+                    (Some(ns), Some(run)) => {
+                        format!(
+                            "{} {ns:.0} ns/call ({run:.0} ns per program run)",
+                            c["access"]
+                        )
+                    }
+                    (Some(ns), None) => format!("{} {ns:.0} ns/call", c["access"]),
+                    _ => format!("{} unavailable", c["access"]),
+                },
+            )
             .collect();
         eprintln!(
             "matrix: {suite} ({release}x) in {took:.1?}: {}",
@@ -263,6 +291,33 @@ fn every_program_of_each_flavour_loads_on_this_kernel() {
             row,
             Ok(access.replace('-', "_")),
             "{access} in {mode} mode on this kernel"
+        );
+    }
+}
+
+/// What the probe-read fallback costs on this machine's kernel against the
+/// BTF flavour: ns per getppid with each, and ns per run of the
+/// `sys_enter` program as the kernel's BPF statistics time it (which a busy
+/// machine disturbs far less than the call's wall time). Printed for the
+/// README; asserted only to be there.
+#[test]
+fn the_fallbacks_cost_on_this_kernel() {
+    if !common::privileged() {
+        return;
+    }
+    let rows = observer::vm::matrix::cost(common::OBSERVER, common::WORKLOAD, 1_000_000);
+    for (access, per_call, per_run) in &rows {
+        eprintln!(
+            "matrix: this kernel, {access}: {} ns/call, {} ns per sys_enter run",
+            per_call.map_or("–".into(), |v| format!("{v:.0}")),
+            per_run.map_or("–".into(), |v| format!("{v:.0}"))
+        );
+    }
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (access, per_call, per_run) in &rows[1..] {
+        assert!(
+            per_call.is_some() && per_run.is_some(),
+            "{access}: {rows:?}"
         );
     }
 }

@@ -302,8 +302,21 @@ impl Bench {
         Ok(Tool { child })
     }
 
-    /// One phase: start the tool, measure, stop it.
+    /// One phase: start the tool, measure, stop it. A `_probe_read` suffix:
+    /// the same with the 5.10 fallback's programs (`--task-access
+    /// probe-read`).
     fn phase(&self, name: &str) -> Result<f64> {
+        if let Some(base) = name.strip_suffix(PROBE_READ) {
+            return self.phase_with(base, &["--task-access", "probe-read"]);
+        }
+        self.phase_with(name, &[])
+    }
+
+    fn phase_with(&self, name: &str, access: &[&str]) -> Result<f64> {
+        let observer = |args: &[&str], links: usize| {
+            let all: Vec<&str> = args.iter().chain(access).copied().collect();
+            self.observer(&all, links)
+        };
         let file = self.out_dir.join("stream.jsonl");
         let file_s = file.to_string_lossy().into_owned();
         let ns = match name {
@@ -321,7 +334,7 @@ impl Bench {
                 ns
             }
             "count" => {
-                let t = self.observer(&["--mode", "count", "--output", "/dev/null"], 4)?;
+                let t = observer(&["--mode", "count", "--output", "/dev/null"], 4)?;
                 let ns = self.getppid_ns(true)?;
                 t.stop()?;
                 ns
@@ -332,7 +345,7 @@ impl Bench {
                 } else {
                     file_s.as_str()
                 };
-                let t = self.observer(&["--output", out], 7)?;
+                let t = observer(&["--output", out], 7)?;
                 let ns = self.getppid_ns(true)?;
                 t.stop()?;
                 let _ = fs::remove_file(&file);
@@ -341,7 +354,7 @@ impl Bench {
             "stream_filtered" => {
                 // The common case on a busy host: the host's own syscalls,
                 // filtered out in the kernel while containers are watched.
-                let t = self.observer(&["--output", "/dev/null"], 7)?;
+                let t = observer(&["--output", "/dev/null"], 7)?;
                 let ns = self.getppid_ns(false)?;
                 t.stop()?;
                 ns
@@ -653,6 +666,64 @@ impl SseReaders {
     }
 }
 
+/// The phase-name suffix for the probe-read flavour.
+const PROBE_READ: &str = "_probe_read";
+
+/// `cargo xtask bench --fallback`: what the 5.10 fallback (every field read
+/// with `bpf_probe_read_kernel`) costs against the BTF flavour on this
+/// kernel, each mode in both flavours, phases interleaved with `off`.
+/// Writes target/bench/fallback.{json,md}.
+pub fn run_fallback(observer: PathBuf, workload: PathBuf, quick: bool) -> Result<()> {
+    let b = Bench::new(observer, workload, quick)?;
+    let base = ["count", "stream_null", "stream_filtered"];
+    let phases: Vec<String> = base
+        .iter()
+        .flat_map(|p| [(*p).to_owned(), format!("{p}{PROBE_READ}")])
+        .collect();
+    let names: Vec<&str> = phases.iter().map(String::as_str).collect();
+    let rounds = if quick { 1 } else { 5 };
+    let overhead = b.overhead(&names, rounds)?;
+    let mut r = json!({
+        "machine": machine(), "quick": quick, "rounds": rounds, "phases": phases,
+        "overhead": overhead,
+    });
+    // The fallback against the BTF flavour, per round's medians.
+    let mut fallback = serde_json::Map::new();
+    for p in base {
+        let btf = &r["overhead"][p]["ns_added"]["median"];
+        let probe = &r["overhead"][format!("{p}{PROBE_READ}")]["ns_added"]["median"];
+        if let (Some(btf), Some(probe)) = (btf.as_f64(), probe.as_f64()) {
+            fallback.insert(
+                p.into(),
+                json!({"btf_ns_added": btf, "probe_read_ns_added": probe, "extra_ns": probe - btf}),
+            );
+        }
+    }
+    r["fallback"] = Value::Object(fallback);
+    let mut md = overhead_table(&r, "bench --fallback");
+    md.push_str("\n| mode | ns added, btf | ns added, probe_read | the fallback's extra ns per call |\n|---|---|---|---|\n");
+    for p in base {
+        let x = &r["fallback"][p];
+        md.push_str(&format!(
+            "| {p} | {} | {} | {} |\n",
+            f(&x["btf_ns_added"]),
+            f(&x["probe_read_ns_added"]),
+            f(&x["extra_ns"])
+        ));
+    }
+    fs::write(
+        b.out_dir.join("fallback.json"),
+        serde_json::to_vec_pretty(&r)?,
+    )?;
+    fs::write(b.out_dir.join("fallback.md"), &md)?;
+    println!("{md}");
+    println!(
+        "Report: {}",
+        Path::new(&b.out_dir).join("fallback.{json,md}").display()
+    );
+    Ok(())
+}
+
 fn machine() -> Value {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -674,10 +745,11 @@ fn f(v: &Value) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
-fn markdown(r: &Value) -> String {
+/// The machine line and the interleaved phases' table.
+fn overhead_table(r: &Value, command: &str) -> String {
     let m = &r["machine"];
     let mut s = format!(
-        "Machine: Linux {}, {} × {}, kernel.bpf_stats_enabled={}; {} rounds; `cargo xtask bench{}` on {}.\n\n",
+        "Machine: Linux {}, {} × {}, kernel.bpf_stats_enabled={}; {} rounds; `cargo xtask {command}{}` on {}.\n\n",
         m["kernel"].as_str().unwrap_or("?"),
         m["cpus"],
         m["cpu"].as_str().unwrap_or("?"),
@@ -708,6 +780,11 @@ fn markdown(r: &Value) -> String {
             f(&x["ns_added"]["median"]),
         ));
     }
+    s
+}
+
+fn markdown(r: &Value) -> String {
+    let mut s = overhead_table(r, "bench");
     let fe = &r["fork_exec"];
     s.push_str(&format!(
         "\nfork+exec of /bin/true: {:.0} µs off, {:.0} µs with the observer streaming (ratio {:.2}).\n",

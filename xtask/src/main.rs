@@ -63,6 +63,11 @@ enum Cmd {
         /// of `/events`, interleaved; writes target/bench/web.{json,md}.
         #[arg(long, value_name = "N")]
         web_clients: Option<usize>,
+        /// Only the 5.10 fallback's cost: count and stream phases with the
+        /// BTF and the probe-read programs, interleaved; writes
+        /// target/bench/fallback.{json,md}.
+        #[arg(long, conflicts_with = "web_clients")]
+        fallback: bool,
     },
     /// Containers created and destroyed every second for N minutes while the
     /// observer runs; prints its memory over time.
@@ -111,10 +116,15 @@ fn main() {
             let engine = engine::ensure_engine()?;
             soak::soak(minutes, &observer, &engine.image)
         }),
-        Cmd::Bench { quick, web_clients } => build::build_all(true).and_then(|observer| {
+        Cmd::Bench {
+            quick,
+            web_clients,
+            fallback,
+        } => build::build_all(true).and_then(|observer| {
             let workload = observer.with_file_name("observer-workload");
             match web_clients {
                 Some(n) => bench::run_web(observer, workload, n, quick),
+                None if fallback => bench::run_fallback(observer, workload, quick),
                 None => bench::run(observer, workload, quick),
             }
         }),

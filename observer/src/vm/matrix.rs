@@ -11,7 +11,10 @@
 //! `{"type":"matrix_workload",...}` (what each workload says of itself),
 //! `{"type":"matrix_record","phase":...,"record":{...}}` for every record
 //! but the syscall ones, and `{"type":"matrix_calls",...}`: the getppid
-//! records counted per (pid, tid, ns_pid, pidns, cgroup_id). The load phase
+//! records counted per (pid, tid, ns_pid, pidns, cgroup_id). The clock
+//! phase steps the guest's wall clock a day ahead under a running observer
+//! and prints `{"type":"matrix_clock",...}`: the `ts` of a workload's
+//! records before and after the step. The load phase
 //! prints `{"type":"matrix_load","access":...,"mode":...,"loaded":...}`
 //! for every program of each flavour (`error` where one was refused). The
 //! cost phase
@@ -171,6 +174,67 @@ pub fn loads(observer: &str) -> Vec<(String, String, Result<String, String>)> {
     rows
 }
 
+/// How far the clock phase steps the guest's wall clock.
+pub const CLOCK_STEP_NS: i64 = 86_400 * 1_000_000_000;
+
+fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn step_wall_clock(by_ns: i64) {
+    let t = wall_ns() + by_ns;
+    let ts = libc::timespec {
+        tv_sec: t / 1_000_000_000,
+        tv_nsec: t % 1_000_000_000,
+    };
+    // SAFETY: a valid clock and timespec; the guest's init may set its clock.
+    if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
+        fail(&format!(
+            "clock_settime: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
+
+/// A step of the wall clock while the observer runs (NTP, a resumed VM):
+/// the `ts` of events after it must follow it. Prints
+/// `{"type":"matrix_clock","before":{...},"after":{...}}`: for the
+/// workload run before the step and the one after, the wall-clock window
+/// it ran in and the first and last `ts` of its getppid records.
+fn clock_step() {
+    let out = "/tmp/clock.jsonl";
+    let obs = start_observer(out, &["--host", "--syscall", "getppid"]);
+    let run = || {
+        let from = wall_ns();
+        let report = workload(&["--calls", "10"]);
+        (report["host_pid"].clone(), from, wall_ns())
+    };
+    let before = run();
+    step_wall_clock(CLOCK_STEP_NS);
+    // The observer takes the boot-to-Unix offset again every 100 ms (its
+    // drain tick): wait three of those, not for a readiness signal (there
+    // is none to wait for).
+    std::thread::sleep(Duration::from_millis(300));
+    let after = run();
+    stop_observer(obs);
+    let text = fs::read_to_string(out).unwrap_or_else(|e| fail(&format!("read {out}: {e}")));
+    let window = |(pid, from, to): (Value, i64, i64)| {
+        let ts: Vec<i64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["syscall"] == "getppid" && r["pid"] == pid)
+            .filter_map(|r| r["ts"].as_i64())
+            .collect();
+        json!({"from": from, "to": to, "first_ts": ts.iter().min(), "last_ts": ts.iter().max(), "n": ts.len()})
+    };
+    say(
+        json!({"type": "matrix_clock", "step_ns": CLOCK_STEP_NS, "before": window(before), "after": window(after)}),
+    );
+    step_wall_clock(-CLOCK_STEP_NS);
+}
+
 fn say(v: Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{v}");
@@ -320,6 +384,9 @@ pub fn main() -> i32 {
     workloads("count", &cgroup);
     stop_observer(obs);
     report("count", out);
+
+    // A step of the wall clock under a running observer.
+    clock_step();
 
     // Every program of each flavour this kernel can load.
     for (access, mode, row) in loads(OBSERVER) {
