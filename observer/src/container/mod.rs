@@ -288,8 +288,8 @@ impl Registry {
     /// remembered as absent. Returns the misses settled, either way.
     fn found(&mut self, found: Vec<(u64, String)>, asked: Instant) -> Vec<u64> {
         for (id, rel) in found {
-            if !self.cgroups.contains_key(&id) {
-                self.cgroups.insert(id, CgroupState::new(&rel));
+            if let std::collections::hash_map::Entry::Vacant(e) = self.cgroups.entry(id) {
+                e.insert(CgroupState::new(&rel));
                 self.absent.remove(&id);
             }
         }
@@ -500,8 +500,8 @@ impl Registry {
         if self.cgroups.contains_key(&id) || self.absent.contains(&id) || self.root.is_none() {
             return false;
         }
-        if !self.misses.contains_key(&id) {
-            self.misses.insert(id, Instant::now());
+        if let std::collections::hash_map::Entry::Vacant(e) = self.misses.entry(id) {
+            e.insert(Instant::now());
             self.ask_walk();
         }
         true
