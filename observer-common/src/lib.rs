@@ -28,7 +28,7 @@ pub const MAP_ONCPU: &str = "ONCPU";
 /// said, so that a syscall record need not say it again.
 pub const MAP_IDENTITY: &str = "IDENTITY";
 /// Tasks whose identity the kernel remembers having sent.
-pub const IDENTITY_ENTRIES: u32 = 65536;
+pub const IDENTITY_ENTRIES: u32 = 32768;
 /// Per-CPU array: `[u64; STAT_COUNT]` counters indexed by `STAT_*`.
 pub const MAP_STATS: &str = "STATS";
 /// Hash: cgroup ID -> `CGROUP_*` verdict, filled by the daemon.
@@ -41,6 +41,9 @@ pub const MAP_SWITCH_TS: &str = "SWITCH_TS";
 
 /// Global (`.rodata`) holding the `KernelOffsets` resolved from BTF.
 pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+/// `aya-log`'s level global: 0 (off) unless `--verbose`, so that a rare
+/// condition costs one load and no ring reservation when nobody reads it.
+pub const GLOBAL_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
 /// Global (`.rodata`) holding the `Config`.
 pub const GLOBAL_CONFIG: &str = "CONFIG";
 
@@ -81,7 +84,14 @@ pub const KIND_TASK_GONE: u32 = 9;
 /// `STATS` slots.
 pub const STAT_EMITTED: u32 = 0;
 pub const STAT_LOST: u32 = 1;
-pub const STAT_COUNT: u32 = 4;
+/// Rare conditions, each logged (`aya-log`, shown with `--verbose`) at its
+/// 1st, 2nd, 4th, 8th… occurrence per CPU: a full count table, a PID
+/// namespace nested deeper than the levels read with direct loads, a
+/// failed update of the identity map.
+pub const STAT_RARE_COUNTS_FULL: u32 = 2;
+pub const STAT_RARE_DEEP_PIDNS: u32 = 3;
+pub const STAT_RARE_IDENTITY: u32 = 4;
+pub const STAT_COUNT: u32 = 8;
 
 /// `CGROUP_FILTER` verdicts. A cgroup absent from the map passes. The daemon
 /// sets a cgroup's verdict once and never changes it (the kernel caches it).

@@ -7,6 +7,7 @@
 
 mod cgroup;
 mod maps;
+mod rare;
 mod sched;
 mod syscalls;
 mod task;

@@ -188,7 +188,9 @@ fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u
             _pad: 0,
         };
         // A failed insert only means the identity is sent again.
-        let _ = IDENTITY.insert(tid, &sent, 0);
+        if let Err(e) = IDENTITY.insert(tid, &sent, 0) {
+            crate::rare::identity_not_kept(tid, e);
+        }
     }
     if kind == KIND_SYSCALL {
         let Some(mut entry) = EVENTS.reserve::<SyscallEvent>(0) else {
@@ -267,6 +269,7 @@ fn count(cgroup: u64, pidns: u32, nr: i64) {
             // A full map loses the count: say so, like a full ring buffer.
             if COUNTS.insert(&key, &1, 0).is_err() {
                 record_loss(cgroup);
+                crate::rare::counts_full(cgroup, nr);
             }
         }
     }

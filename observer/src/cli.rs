@@ -97,6 +97,11 @@ pub struct WatchArgs {
     /// before; forcing `probe-read` measures the 5.10 fallback anywhere.
     #[arg(long, value_enum, default_value_t = crate::loader::TaskAccess::Auto)]
     pub task_access: crate::loader::TaskAccess,
+    /// Also show the kernel programs' rare conditions on stderr (a full
+    /// count table, PID namespaces nested deeper than 8 levels, a refused
+    /// identity-map update), each at its 1st, 2nd, 4th… occurrence per CPU.
+    #[arg(long)]
+    pub verbose: bool,
     /// Attribute containers from their v1 cgroups (/proc/PID/cgroup), as on
     /// a host without cgroup2 (the default there).
     #[arg(long, hide = true)]

@@ -70,6 +70,7 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         floor_only: false,
         floor_classic: false,
         access: args.task_access,
+        verbose: args.verbose,
     })
 }
 
@@ -468,6 +469,7 @@ async fn run_loop(
     let Loaded {
         ebpf,
         access: _,
+        mut log,
         events,
         cgroup_events,
         count_slots,
@@ -522,6 +524,10 @@ async fn run_loop(
             }
             _ = drain_tick.tick() => {
                 drain(ring.get_mut(), &mut cgroups, &mut p);
+                // Rare conditions only: read on the tick, off the event path.
+                if let Some(l) = log.as_mut() {
+                    l.flush();
+                }
                 // Boot time to Unix time, again: a step of the wall clock
                 // (NTP, a resumed VM) must not skew every later `ts`.
                 p.render.clock = boot_to_unix_offset_ns();
@@ -591,6 +597,9 @@ async fn run_loop(
         }
     }
     cgroups.apply_removals(&mut p, true);
+    if let Some(l) = log.as_mut() {
+        l.flush();
+    }
     // Names still on their way get a last short chance.
     let grace = tokio::time::sleep(Duration::from_millis(300));
     tokio::pin!(grace);

@@ -84,6 +84,8 @@ pub struct LoadOptions {
     /// With `floor_only`: on the classic `raw_syscalls` tracepoint instead.
     pub floor_classic: bool,
     pub access: TaskAccess,
+    /// Read the kernel's rare-condition log (`aya-log`) onto stderr.
+    pub verbose: bool,
 }
 
 impl Default for LoadOptions {
@@ -99,6 +101,7 @@ impl Default for LoadOptions {
             floor_only: false,
             floor_classic: false,
             access: TaskAccess::Auto,
+            verbose: false,
         }
     }
 }
@@ -116,6 +119,27 @@ pub struct Loaded {
     pub oncpu: PerCpuHashMap<MapData, u64, u64>,
     pub stats: PerCpuArray<MapData, u64>,
     pub cgroup_filter: BpfHashMap<MapData, u64, u32>,
+    /// `--verbose`: the kernel's rare-condition log.
+    pub log: Option<aya_log::EbpfLogger<Stderr>>,
+}
+
+/// Writes the kernel programs' log records to stderr, one line each.
+pub struct Stderr;
+
+impl log::Log for Stderr {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, r: &log::Record) {
+        eprintln!(
+            "observer-ebpf: {}: {}",
+            r.level().as_str().to_lowercase(),
+            r.args()
+        );
+    }
+
+    fn flush(&self) {}
 }
 
 /// The maps read at every summary.
@@ -276,6 +300,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .btf(Some(&btf))
         .set_global(GLOBAL_OFFSETS, &offsets, true)
         .set_global(GLOBAL_CONFIG, &config, true)
+        // aya-log's levels: 3 is info and above; 0 keeps every log site to
+        // one load of this global.
+        .set_global(
+            GLOBAL_LOG_LEVEL,
+            &(if opts.verbose { 3u8 } else { 0u8 }),
+            true,
+        )
         .set_max_entries(MAP_EVENTS, ring)
         .load(OBJECT)
         .context("load the eBPF object into the kernel")?;
@@ -307,7 +338,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         attach(&mut ebpf, &btf, a, PROG_CGROUP_RMDIR, "cgroup_rmdir")?;
     }
 
+    let log = if opts.verbose {
+        Some(
+            aya_log::EbpfLogger::init_with_logger(&mut ebpf, Stderr)
+                .context("read the kernel programs' log (--verbose)")?,
+        )
+    } else {
+        None
+    };
     Ok(Loaded {
+        log,
         access,
         events: take(&mut ebpf, MAP_EVENTS)?,
         cgroup_events: take(&mut ebpf, MAP_CGROUP_EVENTS)?,
