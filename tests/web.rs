@@ -774,3 +774,102 @@ fn the_page_shows_real_containers_in_a_real_browser() {
         rec.stderr
     );
 }
+
+/// `observer demo --web`: the page is served while the demo runs and after
+/// its verdict, until Ctrl-C; the stream then ends as it always does.
+#[test]
+fn the_demo_keeps_its_page_until_ctrl_c() {
+    if !common::privileged() {
+        return;
+    }
+    let addr = common::free_addr();
+    let stream =
+        std::env::temp_dir().join(format!("observer-demo-web-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&stream);
+    let mut child = Command::new(common::OBSERVER)
+        .args([
+            "demo",
+            "--unshare",
+            "--web",
+            &addr.to_string(),
+            "--stream-file",
+        ])
+        .arg(&stream)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start observer demo");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut printed = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(l) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            panic!(
+                "the demo did not say its page stays live within 120 s; it printed:\n{}",
+                printed.join("\n")
+            );
+        };
+        let done = l.contains("The page stays live at");
+        printed.push(l);
+        if done {
+            break;
+        }
+    }
+    let last = printed.last().unwrap();
+    assert!(
+        last.contains(&format!("http://{addr}/")) && last.contains("Ctrl-C"),
+        "{last}"
+    );
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("One kernel served them all")),
+        "the verdict comes before: {printed:?}"
+    );
+    // After the verdict, the observer still runs and the page still answers.
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the demo ended after its verdict"
+    );
+    let (status, body) =
+        common::http_get(addr, "/api/state").expect("the page answers after the verdict");
+    assert_eq!(status, 200);
+    let state: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        state["kernel"]["release"].as_str().unwrap(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap()
+            .trim()
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = common::wait_for(&mut child, Duration::from_secs(30), "the demo after Ctrl-C");
+    assert!(st.success(), "the demo exits cleanly on Ctrl-C: {st}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(
+        rest.iter().any(|l| l.contains("The full JSON stream")),
+        "the last line says where the stream is: {rest:?}"
+    );
+    assert!(
+        common::http_get(addr, "/api/state").is_none(),
+        "the page stops with the demo"
+    );
+    let records = common::json_lines(&stream);
+    assert_eq!(
+        records.last().unwrap()["type"],
+        "loss",
+        "the stream ends with its loss account"
+    );
+    let _ = std::fs::remove_file(&stream);
+}

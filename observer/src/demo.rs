@@ -221,6 +221,9 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
         .host_cgroups
         .extend(vm.as_ref().and_then(|v| v.host_cgroup()));
 
+    // With --web the page outlives the verdict: the room keeps watching
+    // until Ctrl-C.
+    let web = watch.web;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let observer = tokio::spawn(crate::daemon::run_until(watch, async {
         let _ = stop_rx.await;
@@ -290,32 +293,57 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
             return Err(e);
         }
     }
-    // Late records (exits, cgroup removal) and the last summary.
+    // Late records (exits, cgroup removal) and the last summary. The
+    // observer writes each record out as it handles it: with --web it keeps
+    // running, and the verdict reads what the stream holds by now.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let _ = stop_tx.send(());
-    observer.await.context("the observer task")??;
+    let serving = match web {
+        None => {
+            let _ = stop_tx.send(());
+            observer.await.context("the observer task")??;
+            None
+        }
+        Some(addr) => Some((addr, stop_tx, observer)),
+    };
 
-    let text =
-        std::fs::read_to_string(&stream).with_context(|| format!("read {}", stream.display()))?;
-    let records: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let read = |stream: &Path| -> Result<Vec<Value>> {
+        let text = std::fs::read_to_string(stream)
+            .with_context(|| format!("read {}", stream.display()))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    };
+    let mut records = read(&stream)?;
     let verdict = verdict(&records, &ran, image.is_some(), &virtualization());
     print!("{verdict}");
+    let mut extra = Vec::new();
     if let Some(vm) = &vm {
-        let (extra, table) = vm.verdict(&records);
-        append_records(&stream, &extra)?;
+        let (records, table) = vm.verdict(&records);
+        extra = records;
         println!(
             "\nThe same workload ({} getppid calls) in a container and as a VM's /init, side by side:\n",
             args.calls
         );
         print!("{table}");
     }
+    if let Some((addr, stop_tx, observer)) = serving {
+        println!(
+            "\nThe page stays live at http://{addr}/ for the room (run more containers: they appear); Ctrl-C stops it."
+        );
+        // The observer stops on Ctrl-C (or SIGTERM) by itself; `stop_tx`
+        // lives until then, as its dropping would stop it.
+        let r = observer.await.context("the observer task")?;
+        drop(stop_tx);
+        r?;
+        records = read(&stream)?;
+    }
+    // The demo's own records go last, once nothing else writes the stream.
+    append_records(&stream, &extra)?;
     let path = std::fs::canonicalize(&stream).unwrap_or(stream);
     println!(
         "\nThe full JSON stream ({} records) is in {}",
-        records.len(),
+        records.len() + extra.len(),
         path.display()
     );
     Ok(())
