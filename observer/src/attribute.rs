@@ -188,9 +188,7 @@ impl Attributor {
                         // A flood while the name is on its way: out without it.
                         self.release(cg, out);
                     }
-                } else if self.registry.awaiting_name(cg) || self.registry.note_miss(cg) {
-                    // Its name is on its way, or, unknown, a walk of the
-                    // tree (off this path) will say what it is.
+                } else if self.registry.awaiting_name(cg) {
                     self.held.insert(cg, vec![ev]);
                 } else {
                     self.task_event(ev, out);
@@ -383,7 +381,7 @@ impl Attributor {
     /// Held events whose wait ended without a release (before a summary).
     pub fn release_unawaited(&mut self, out: &mut Vec<Attributed>) {
         for cg in self.held.keys().copied().collect::<Vec<_>>() {
-            if !self.registry.awaiting_name(cg) && !self.registry.awaiting_walk(cg) {
+            if !self.registry.awaiting_name(cg) {
                 self.release(cg, out);
             }
         }
@@ -394,13 +392,6 @@ impl Attributor {
     pub fn housekeeping(&mut self, now_ts: u64, out: &mut Vec<Attributed>) -> Vec<u64> {
         for cg in self.registry.expired_waits() {
             self.release(cg, out);
-        }
-        // Unknown cgroups the walk has answered for: out, unless their
-        // name is now on its way.
-        for cg in self.registry.walked() {
-            if !self.registry.awaiting_name(cg) {
-                self.release(cg, out);
-            }
         }
         self.reconcile(now_ts, out);
         self.registry.retry_names();
@@ -528,7 +519,7 @@ mod tests {
     fn a_late_name_still_selects_its_container() {
         let args = Cli::parse_from(["observer", "--container", "web"]).watch;
         let mut registry = Registry::new(None);
-        let (tx, _rx) = tokio::sync::mpsc::channel(crate::container::NAME_QUEUE);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         registry.set_resolver(tx);
         registry.learn(42, &format!("/docker/{ID}"));
         let mut a = Attributor::new(&args, registry);
@@ -562,7 +553,7 @@ mod tests {
     fn held_events_are_bounded() {
         let args = Cli::parse_from(["observer"]).watch;
         let mut registry = Registry::new(None);
-        let (tx, _rx) = tokio::sync::mpsc::channel(crate::container::NAME_QUEUE);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         registry.set_resolver(tx);
         registry.learn(42, &format!("/docker/{ID}"));
         assert!(registry.awaiting_name(42));

@@ -347,8 +347,7 @@ pub async fn run_with_taps(
     };
     let loaded = loader::load(&opts)?;
 
-    // Bounded: a hanging engine must not make the queue grow.
-    let (req_tx, req_rx) = mpsc::channel(crate::container::NAME_QUEUE);
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
     let (rep_tx, mut rep_rx) = mpsc::unbounded_channel();
     let sockets = docker::EngineSockets {
         docker: args.docker_socket.clone(),

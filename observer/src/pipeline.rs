@@ -545,7 +545,7 @@ mod tests {
     fn held_events_are_bounded() {
         let args = Cli::parse_from(["observer"]).watch;
         let mut registry = Registry::new(None);
-        let (tx, _rx) = tokio::sync::mpsc::channel(crate::container::NAME_QUEUE);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         registry.set_resolver(tx);
         let id = "3f4e8c2a1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
         registry.learn(42, &format!("/docker/{id}"));

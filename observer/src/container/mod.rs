@@ -29,15 +29,8 @@ pub const REMOVED_GRACE: Duration = Duration::from_secs(30);
 pub const NAME_WAIT: Duration = Duration::from_millis(1500);
 /// How often a failed name lookup is retried.
 pub const NAME_RETRY: Duration = Duration::from_secs(10);
-/// Minimum time between two walks of the cgroup tree for unknown IDs.
+/// Minimum time between two rescans of the cgroup tree for unknown IDs.
 const RESCAN_EVERY: Duration = Duration::from_millis(500);
-/// Name lookups queued for the resolver, at most: behind a hanging engine
-/// (each lookup waits for its timeout) the rest are asked later, by
-/// `retry_names`, instead of piling up.
-pub const NAME_QUEUE: usize = 256;
-/// IDs remembered as not in the cgroup tree (removed, or never found), at
-/// most: their late events are the host's without another walk.
-const ABSENT_MAX: usize = 65_536;
 
 /// The `"container"` object of every record.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -158,83 +151,8 @@ pub struct Registry {
     root: Option<PathBuf>,
     cgroups: FxHashMap<u64, CgroupState>,
     last_scan: Option<Instant>,
-    requests: Option<tokio::sync::mpsc::Sender<NameRequest>>,
+    requests: Option<tokio::sync::mpsc::UnboundedSender<NameRequest>>,
     host: CgroupState,
-    /// IDs seen in events but not known: looked for by the next walk,
-    /// since when.
-    misses: FxHashMap<u64, Instant>,
-    /// IDs a walk did not find, and removed cgroups once forgotten: not
-    /// looked for again.
-    absent: rustc_hash::FxHashSet<u64>,
-    /// The walk of the tree, on a thread of its own.
-    walker: Option<Walker>,
-    /// When the walk under way was asked for: it settles the misses seen
-    /// before then.
-    walk_asked: Option<Instant>,
-    /// Walks asked for (for tests).
-    walks: u64,
-}
-
-/// A thread that walks the cgroup tree when asked, so that an unknown ID
-/// never makes the per-event path wait for a recursive walk of cgroupfs.
-struct Walker {
-    ask: std::sync::mpsc::Sender<()>,
-    found: std::sync::mpsc::Receiver<Vec<(u64, String)>>,
-    busy: bool,
-}
-
-impl Walker {
-    fn start(root: PathBuf) -> Option<Self> {
-        let (ask, asked) = std::sync::mpsc::channel::<()>();
-        let (tell, found) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("cgroup-walk".into())
-            .spawn(move || {
-                // Ends when the registry (its sender) is gone.
-                while asked.recv().is_ok() {
-                    if tell.send(walk(&root)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .ok()?;
-        Some(Walker {
-            ask,
-            found,
-            busy: false,
-        })
-    }
-}
-
-/// Every cgroup below `root`: (ID, path relative to the root). A cgroup's ID
-/// is its directory's inode.
-fn walk(root: &Path) -> Vec<(u64, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(meta) = fs::metadata(&dir) else {
-            continue;
-        };
-        let rel = dir
-            .strip_prefix(root)
-            .map(|p| format!("/{}", p.display()))
-            .unwrap_or_default();
-        let rel = if rel == "/" {
-            "/".to_owned()
-        } else {
-            rel.trim_end_matches('/').to_owned()
-        };
-        out.push((meta.ino(), rel));
-        if let Ok(entries) = fs::read_dir(&dir) {
-            stack.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
-    }
-    out
 }
 
 impl Registry {
@@ -245,11 +163,6 @@ impl Registry {
             last_scan: None,
             requests: None,
             host: CgroupState::new("/"),
-            misses: FxHashMap::default(),
-            absent: rustc_hash::FxHashSet::default(),
-            walker: None,
-            walk_asked: None,
-            walks: 0,
         };
         r.scan();
         r
@@ -267,130 +180,52 @@ impl Registry {
         self.root.as_deref()
     }
 
-    /// Name lookups go to this channel (the resolver task's), bounded
-    /// (`NAME_QUEUE`).
-    pub fn set_resolver(&mut self, tx: tokio::sync::mpsc::Sender<NameRequest>) {
+    /// Name lookups go to this channel (the resolver task's).
+    pub fn set_resolver(&mut self, tx: tokio::sync::mpsc::UnboundedSender<NameRequest>) {
         self.requests = Some(tx);
     }
 
-    /// Walks the cgroup2 tree here and now (at start, before any event).
+    /// Walks the cgroup2 tree: a cgroup's ID is its directory's inode.
     pub fn scan(&mut self) {
         self.last_scan = Some(Instant::now());
         let Some(root) = self.root.clone() else {
             return;
         };
-        let found = walk(&root);
-        self.found(found, Instant::now());
-    }
-
-    /// What a walk asked for at `asked` found: new cgroups are learnt (and
-    /// named); the misses seen before `asked` that it did not find are
-    /// remembered as absent. Returns the misses settled, either way.
-    fn found(&mut self, found: Vec<(u64, String)>, asked: Instant) -> Vec<u64> {
-        for (id, rel) in found {
-            if let std::collections::hash_map::Entry::Vacant(e) = self.cgroups.entry(id) {
-                e.insert(CgroupState::new(&rel));
-                self.absent.remove(&id);
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(meta) = fs::metadata(&dir) else {
+                continue;
+            };
+            let rel = dir
+                .strip_prefix(&root)
+                .map(|p| format!("/{}", p.display()))
+                .unwrap_or_default();
+            let rel = if rel == "/" {
+                "/".to_owned()
+            } else {
+                rel.trim_end_matches('/').to_owned()
+            };
+            self.cgroups
+                .entry(meta.ino())
+                .or_insert_with(|| CgroupState::new(&rel));
+            if let Ok(entries) = fs::read_dir(&dir) {
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
             }
         }
         let wanted: Vec<u64> = self
             .cgroups
             .iter()
-            .filter(|(_, s)| {
-                s.wants_name()
-                    && s.removed.is_none()
-                    && s.name_pending.is_none()
-                    && s.name_failed.is_none()
-            })
+            .filter(|(_, s)| s.wants_name() && s.name_pending.is_none() && s.name_failed.is_none())
             .map(|(id, _)| *id)
             .collect();
         for id in wanted {
             self.request_name(id);
         }
-        let settled: Vec<u64> = self
-            .misses
-            .iter()
-            .filter(|(id, t)| **t <= asked || self.cgroups.contains_key(id))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &settled {
-            self.misses.remove(id);
-            if !self.cgroups.contains_key(id) {
-                self.remember_absent(*id);
-            }
-        }
-        settled
-    }
-
-    fn remember_absent(&mut self, id: u64) {
-        if self.absent.len() >= ABSENT_MAX {
-            self.absent.clear();
-        }
-        self.absent.insert(id);
-    }
-
-    /// Unknown IDs seen in events: one walk on the walker thread, at most
-    /// every `RESCAN_EVERY`; its answer is taken by `walked`.
-    fn ask_walk(&mut self) {
-        if self.misses.is_empty() || self.last_scan.is_some_and(|t| t.elapsed() < RESCAN_EVERY) {
-            return;
-        }
-        let Some(root) = self.root.clone() else {
-            // Nothing to walk: every miss is the host's.
-            for id in std::mem::take(&mut self.misses).into_keys() {
-                self.remember_absent(id);
-            }
-            return;
-        };
-        if self.walker.is_none() {
-            self.walker = Walker::start(root);
-        }
-        let Some(w) = self.walker.as_mut() else {
-            return;
-        };
-        if w.busy {
-            return;
-        }
-        if w.ask.send(()).is_ok() {
-            w.busy = true;
-            self.walks += 1;
-            self.last_scan = Some(Instant::now());
-            self.walk_asked = self.last_scan;
-        }
-    }
-
-    /// A finished walk's answer, if one is there (never waits). Returns the
-    /// misses it settled.
-    pub fn walked(&mut self) -> Vec<u64> {
-        let got = self.walker.as_mut().and_then(|w| {
-            let r = w.found.try_recv().ok();
-            if r.is_some() {
-                w.busy = false;
-            }
-            r
-        });
-        let asked = self.walk_asked.unwrap_or_else(Instant::now);
-        let mut settled = got.map(|f| self.found(f, asked)).unwrap_or_default();
-        // A walk that never answers (the thread could not start, or hangs
-        // on a stuck filesystem) holds no event longer than a name would.
-        let stale: Vec<u64> = self
-            .misses
-            .iter()
-            .filter(|(_, t)| t.elapsed() >= NAME_WAIT)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stale {
-            self.misses.remove(&id);
-            settled.push(id);
-        }
-        self.ask_walk();
-        settled
-    }
-
-    /// Whether events of this cgroup wait for a walk of the tree to say
-    /// what it is.
-    pub fn awaiting_walk(&self, id: u64) -> bool {
-        self.misses.contains_key(&id)
     }
 
     /// A cgroup learnt some other way (v1 attribution), unless known.
@@ -441,7 +276,6 @@ impl Registry {
 
     /// `cgroup_mkdir` in the unified hierarchy.
     pub fn learn(&mut self, id: u64, path: &str) {
-        self.absent.remove(&id);
         self.cgroups.insert(id, CgroupState::new(path));
         self.request_name(id);
     }
@@ -471,45 +305,21 @@ impl Registry {
             engine: r.engine,
         };
         if let Some(tx) = &self.requests {
-            match tx.try_send(req) {
-                Ok(()) => s.name_pending = Some(Instant::now()),
-                // The resolver is behind (a hanging engine): events go out
-                // without the name, which `retry_names` asks for later.
-                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                    s.name_failed = Some(Instant::now());
-                }
-                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+            if tx.send(req).is_ok() {
+                s.name_pending = Some(Instant::now());
             }
         }
     }
 
-    /// The state of a cgroup; the host's for an ID not known (yet). On the
-    /// per-event path: one hash lookup. An unknown ID is noted for the next
-    /// walk of the tree (on the walker thread; `walked` takes its answer),
-    /// unless a walk already did not find it, or it was removed.
+    /// The state of a cgroup, learning it from the tree when it is new to
+    /// us. On the per-event path: one hash lookup when the cgroup is known.
     pub fn get(&mut self, id: u64) -> &CgroupState {
-        if !self.cgroups.contains_key(&id) {
-            self.note_miss(id);
+        if !self.cgroups.contains_key(&id)
+            && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
+        {
+            self.scan();
         }
         self.cgroups.get(&id).unwrap_or(&self.host)
-    }
-
-    /// An ID seen in an event: a miss to walk for when it is new to us.
-    /// Returns whether a walk will say what it is.
-    pub fn note_miss(&mut self, id: u64) -> bool {
-        if self.cgroups.contains_key(&id) || self.absent.contains(&id) || self.root.is_none() {
-            return false;
-        }
-        if let std::collections::hash_map::Entry::Vacant(e) = self.misses.entry(id) {
-            e.insert(Instant::now());
-            self.ask_walk();
-        }
-        true
-    }
-
-    /// Walks asked of the walker thread so far.
-    pub fn walks(&self) -> u64 {
-        self.walks
     }
 
     /// Asks again for the names that could not be had (the engine was down,
@@ -610,8 +420,6 @@ impl Registry {
             .collect();
         for id in &gone {
             self.cgroups.remove(id);
-            // Its late events are the host's, without a walk for them.
-            self.remember_absent(*id);
         }
         gone
     }
@@ -662,100 +470,6 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
     }
 
-    fn tree(name: &str, dirs: usize) -> PathBuf {
-        let root = std::env::temp_dir().join(format!("observer-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        for i in 0..dirs {
-            fs::create_dir_all(root.join(format!("s{}/c{i}", i % 50))).unwrap();
-        }
-        root
-    }
-
-    /// Polls the walker thread's answer (a unit test has no event loop).
-    fn settle(r: &mut Registry) -> Vec<u64> {
-        let t = Instant::now();
-        loop {
-            let s = r.walked();
-            if !s.is_empty() || t.elapsed() > Duration::from_secs(10) {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// An event of a cgroup not known yet costs one hash lookup: the walk of
-    /// the tree that finds it runs on another thread, and an ID it did not
-    /// find, or a cgroup removed and forgotten, is not walked for again.
-    #[test]
-    fn an_unknown_cgroup_is_walked_for_off_the_event_path_and_once() {
-        let root = tree("walk", 2000);
-        let mut r = Registry::new(Some(root.clone()));
-        let t = Instant::now();
-        r.scan();
-        let one_walk = t.elapsed();
-        // A walk is due again.
-        std::thread::sleep(RESCAN_EVERY);
-        let t = Instant::now();
-        let _ = r.get(424_242);
-        let lookup = t.elapsed();
-        assert!(
-            lookup * 10 < one_walk,
-            "an unknown ID took {lookup:?} on the event path (a walk of the tree: {one_walk:?})"
-        );
-        assert!(r.awaiting_walk(424_242));
-        assert_eq!(settle(&mut r), vec![424_242]);
-        assert!(!r.awaiting_walk(424_242));
-        let walks = r.walks();
-        assert_eq!(walks, 1);
-        // Not found: remembered, not walked for again.
-        std::thread::sleep(RESCAN_EVERY);
-        let _ = r.get(424_242);
-        assert!(!r.awaiting_walk(424_242));
-        assert_eq!(r.walks(), walks);
-        // A cgroup made since is found by the next walk, with its path.
-        let dir = root.join("docker").join(DOCKER_ID);
-        fs::create_dir_all(&dir).unwrap();
-        let id = fs::metadata(&dir).unwrap().ino();
-        let _ = r.get(id);
-        assert_eq!(settle(&mut r), vec![id]);
-        assert_eq!(r.peek(id).unwrap().path, format!("/docker/{DOCKER_ID}"));
-        // Removed and forgotten: its late events are the host's, no walk.
-        r.removed(id);
-        for s in r.cgroups_mut() {
-            if s.removed.is_some() {
-                s.removed = Some(Instant::now() - REMOVED_GRACE);
-            }
-        }
-        assert_eq!(r.evict(), vec![id]);
-        std::thread::sleep(RESCAN_EVERY);
-        let walks = r.walks();
-        assert_eq!(&*r.get(id).json, "null");
-        assert!(!r.awaiting_walk(id));
-        assert_eq!(r.walks(), walks);
-        let _ = fs::remove_dir_all(&root);
-    }
-
-    /// Behind an engine that never answers, name requests stop at
-    /// `NAME_QUEUE`; the containers beyond it are not held for a name
-    /// (their events go out with the ID) and are asked again later.
-    #[test]
-    fn name_requests_stay_bounded_behind_a_hanging_engine() {
-        let mut r = Registry::new(None);
-        let (tx, rx) = tokio::sync::mpsc::channel(NAME_QUEUE);
-        r.set_resolver(tx);
-        let n = 10 * NAME_QUEUE;
-        for i in 0..n {
-            r.learn(1000 + i as u64, &format!("/docker/{i:064x}"));
-        }
-        assert_eq!(rx.len(), NAME_QUEUE, "requests queued");
-        let waiting = (0..n).filter(|i| r.awaiting_name(1000 + *i as u64)).count();
-        assert_eq!(waiting, NAME_QUEUE, "cgroups whose events wait for a name");
-        assert!(
-            r.cgroups_mut().filter(|s| s.name_failed.is_some()).count() == n - NAME_QUEUE,
-            "the rest are retried later"
-        );
-    }
-
     #[test]
     fn finds_the_cgroup2_mount() {
         let hybrid = "25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
@@ -774,7 +488,7 @@ mod tests {
     #[test]
     fn learns_names_and_keeps_removed_cgroups_for_a_while() {
         let mut r = Registry::new(None);
-        let (tx, mut rx) = tokio::sync::mpsc::channel(NAME_QUEUE);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         r.set_resolver(tx);
         r.learn(77, &format!("/docker/{DOCKER_ID}"));
         let req = rx.try_recv().expect("a name request goes out at mkdir");
@@ -812,7 +526,7 @@ mod tests {
     #[test]
     fn each_runtime_is_asked_once_and_an_answer_without_image_is_final() {
         let mut r = Registry::new(None);
-        let (tx, mut rx) = tokio::sync::mpsc::channel(NAME_QUEUE);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         r.set_resolver(tx);
         r.learn(1, &format!("/default/{DOCKER_ID}"));
         let req = rx.try_recv().expect("containerd containers are looked up");
