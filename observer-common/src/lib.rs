@@ -314,6 +314,46 @@ pub struct CountKey {
     pub nr: u32,
 }
 
+/// Per-CPU hash: `KvmExitKey` -> exits counted (`--kvm-exits`, the demo's
+/// VM under KVM): the only way a VM touches the host kernel.
+pub const MAP_KVM_EXITS: &str = "KVM_EXITS";
+/// Global (`.rodata`) holding the `KvmFields` read from the running
+/// kernel's tracepoint formats.
+pub const GLOBAL_KVM_FIELDS: &str = "KVM_FIELDS";
+/// On `kvm:kvm_exit`: every exit from the guest to the host kernel.
+pub const PROG_KVM_EXIT: &str = "kvm_exit";
+/// On `kvm:kvm_userspace_exit`: the exits the host kernel hands on to the
+/// VMM process (`KVM_RUN` returning).
+pub const PROG_KVM_USERSPACE_EXIT: &str = "kvm_userspace_exit";
+/// `KvmExitKey::kind`: an exit to the host kernel (`kvm_exit`).
+pub const KVM_EXIT_TO_KERNEL: u32 = 0;
+/// `KvmExitKey::kind`: an exit handed on to the VMM (`kvm_userspace_exit`).
+pub const KVM_EXIT_TO_VMM: u32 = 1;
+/// `KvmFields` value of a field this kernel's format does not have.
+pub const KVM_FIELD_ABSENT: u32 = u32::MAX;
+
+/// Key of `MAP_KVM_EXITS`. `reason`: `kvm_exit`'s `exit_reason` (VMX or
+/// SVM numbering, as `isa` says), or `kvm_userspace_exit`'s `KVM_EXIT_*`
+/// (with `0x8000_0000 | -errno` when `KVM_RUN` failed).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KvmExitKey {
+    pub tgid: u32,
+    pub kind: u32,
+    pub isa: u32,
+    pub reason: u32,
+}
+
+/// Offsets in the tracepoints' records, from their `format` files.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvmFields {
+    pub exit_reason: u32,
+    pub isa: u32,
+    pub userspace_reason: u32,
+    pub userspace_errno: u32,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -322,6 +362,8 @@ mod pod {
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for CountKey {}
+    unsafe impl aya::Pod for KvmExitKey {}
+    unsafe impl aya::Pod for KvmFields {}
     unsafe impl aya::Pod for CountSlot {}
 }
 

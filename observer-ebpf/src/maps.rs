@@ -6,8 +6,9 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use observer_common::{
-    Config, CountKey, CountSlot, KernelOffsets, CGROUP_DROP, COUNT_SLOTS, FLAG_CGROUP_FILTER,
-    IDENTITY_ENTRIES, STAT_COUNT, STAT_EMITTED, STAT_LOST, VERDICT_CACHE_SLOTS,
+    Config, CountKey, CountSlot, KernelOffsets, KvmExitKey, KvmFields, CGROUP_DROP, COUNT_SLOTS,
+    FLAG_CGROUP_FILTER, IDENTITY_ENTRIES, KVM_FIELD_ABSENT, STAT_COUNT, STAT_EMITTED, STAT_LOST,
+    VERDICT_CACHE_SLOTS,
 };
 
 /// Default size; the daemon sets the real one (`--ring-buffer-mb`) at load.
@@ -109,6 +110,17 @@ pub static CONFIG: Config = Config {
     flags: 0,
     wakeup_every: 512,
     syscall_bitmap: [0; 8],
+};
+
+#[map(name = "KVM_EXITS")]
+pub static KVM_EXITS: PerCpuHashMap<KvmExitKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+#[unsafe(no_mangle)]
+pub static KVM_FIELDS: KvmFields = KvmFields {
+    exit_reason: KVM_FIELD_ABSENT,
+    isa: KVM_FIELD_ABSENT,
+    userspace_reason: KVM_FIELD_ABSENT,
+    userspace_errno: KVM_FIELD_ABSENT,
 };
 
 /// Reads a `.rodata` value without letting the compiler fold the

@@ -110,6 +110,10 @@ pub struct WatchArgs {
     /// without --host: the demo's VMM (repeatable).
     #[arg(long = "host-cgroup", value_name = "PATH", hide = true)]
     pub host_cgroups: Vec<PathBuf>,
+    /// Count KVM exits per process (kvm:kvm_exit, kvm:kvm_userspace_exit)
+    /// and write them as `kvm_exits` records: the demo's VM under KVM.
+    #[arg(long, hide = true)]
+    pub kvm_exits: bool,
     /// Docker Engine API socket, for container names.
     #[arg(long, default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,

@@ -71,6 +71,7 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         floor_classic: false,
         access: args.task_access,
         verbose: args.verbose,
+        kvm_exits: args.kvm_exits,
     })
 }
 
@@ -478,7 +479,10 @@ async fn run_loop(
         oncpu,
         stats,
         mut cgroup_filter,
+        kvm_exits,
     } = loaded;
+    let mut kvm_exits = kvm_exits.map(crate::vm::kvm::KvmExits::new);
+    let json_out = p.args.format == crate::cli::Format::Json;
     let mut retirement = Retirement::default();
     let mut maps = Counters {
         count_slots,
@@ -555,6 +559,9 @@ async fn run_loop(
                 let k = snapshot(&maps, mode, &retirement.retired);
                 last_summary = tokio::time::Instant::now();
                 p.summary(&k, interval.as_secs_f64());
+                if let (Some(kx), true) = (kvm_exits.as_mut(), json_out) {
+                    kvm_record(kx, &mut p);
+                }
                 retirement.prune(&mut maps);
             }
             _ = &mut shutdown => break,
@@ -609,12 +616,25 @@ async fn run_loop(
         }
     }
     p.release_all();
+    if let (Some(kx), true) = (kvm_exits.as_mut(), json_out) {
+        kvm_record(kx, &mut p);
+    }
     let k = snapshot(&maps, mode, &retirement.retired);
     p.final_summary(&k, last_summary.elapsed().as_secs_f64());
     p.final_loss(&k);
     let _ = p.sink().finish(FINISH_WRITING);
     drop(ring);
     Ok(())
+}
+
+/// A `kvm_exits` line when the counts changed.
+fn kvm_record(kx: &mut crate::vm::kvm::KvmExits, p: &mut Pipeline) {
+    let ts = boot_to_unix_offset_ns().saturating_add_unsigned(boot_ns());
+    if let Some(line) = kx.record(ts) {
+        let buf = &mut p.sink().buf;
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+    }
 }
 
 /// `observer floor`: only the empty `sys_enter` program, until told to stop.

@@ -220,6 +220,11 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
     watch
         .host_cgroups
         .extend(vm.as_ref().and_then(|v| v.host_cgroup()));
+    // Where the VM may run under KVM, its exits are what the host kernel
+    // sees of it: counted per VMM process.
+    watch.kvm_exits |= vm.as_ref().is_some_and(|v| v.host_cgroup().is_some())
+        && args.accel != crate::vm::qemu::Accel::Tcg
+        && std::path::Path::new("/dev/kvm").exists();
 
     // With --web the page outlives the verdict: the room keeps watching
     // until Ctrl-C.

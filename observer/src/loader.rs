@@ -86,6 +86,8 @@ pub struct LoadOptions {
     pub access: TaskAccess,
     /// Read the kernel's rare-condition log (`aya-log`) onto stderr.
     pub verbose: bool,
+    /// Count KVM exits per process (`kvm:kvm_exit`, `kvm:kvm_userspace_exit`).
+    pub kvm_exits: bool,
 }
 
 impl Default for LoadOptions {
@@ -102,6 +104,7 @@ impl Default for LoadOptions {
             floor_classic: false,
             access: TaskAccess::Auto,
             verbose: false,
+            kvm_exits: false,
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct Loaded {
     pub cgroup_filter: BpfHashMap<MapData, u64, u32>,
     /// `--verbose`: the kernel's rare-condition log.
     pub log: Option<aya_log::EbpfLogger<Stderr>>,
+    /// With `kvm_exits`, when KVM's tracepoints exist.
+    pub kvm_exits: Option<PerCpuHashMap<MapData, KvmExitKey, u64>>,
 }
 
 /// Writes the kernel programs' log records to stderr, one line each.
@@ -291,6 +296,15 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         config.flags |= FLAG_CGROUP_FILTER;
     }
     let ring = ring_bytes(opts);
+    let kvm_fields = if opts.kvm_exits {
+        let f = crate::vm::kvm::read_fields();
+        if f.is_none() {
+            eprintln!("note: --kvm-exits: this kernel has no kvm:kvm_exit or kvm:kvm_userspace_exit tracepoint (is the kvm module loaded?); KVM exits are not counted");
+        }
+        f
+    } else {
+        None
+    };
     let btf = Btf::from_sys_fs().context("read kernel BTF from /sys/kernel/btf/vmlinux")?;
     #[expect(
         deprecated,
@@ -305,6 +319,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .set_global(
             GLOBAL_LOG_LEVEL,
             &(if opts.verbose { 3u8 } else { 0u8 }),
+            true,
+        )
+        .set_global(
+            GLOBAL_KVM_FIELDS,
+            &kvm_fields.unwrap_or(KvmFields {
+                exit_reason: KVM_FIELD_ABSENT,
+                isa: KVM_FIELD_ABSENT,
+                userspace_reason: KVM_FIELD_ABSENT,
+                userspace_errno: KVM_FIELD_ABSENT,
+            }),
             true,
         )
         .set_max_entries(MAP_EVENTS, ring)
@@ -337,6 +361,32 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         attach(&mut ebpf, &btf, a, PROG_CGROUP_MKDIR, "cgroup_mkdir")?;
         attach(&mut ebpf, &btf, a, PROG_CGROUP_RMDIR, "cgroup_rmdir")?;
     }
+    let mut kvm_attached = false;
+    if kvm_fields.is_some() {
+        for (prog, tp) in [
+            (PROG_KVM_EXIT, "kvm_exit"),
+            (PROG_KVM_USERSPACE_EXIT, "kvm_userspace_exit"),
+        ] {
+            if !crate::vm::kvm::has_tracepoint(tp) {
+                continue;
+            }
+            let attached = (|| -> Result<()> {
+                let p: &mut aya::programs::TracePoint = ebpf
+                    .program_mut(prog)
+                    .with_context(|| format!("program {prog} missing from the eBPF object"))?
+                    .try_into()?;
+                p.load().with_context(|| format!("load kvm:{tp}"))?;
+                p.attach("kvm", tp)
+                    .with_context(|| format!("attach kvm:{tp}"))?;
+                Ok(())
+            })();
+            // Counting exits adds to the lesson; failing to never stops it.
+            match attached {
+                Ok(()) => kvm_attached = true,
+                Err(e) => eprintln!("warning: --kvm-exits: {e:#}; those exits are not counted"),
+            }
+        }
+    }
 
     let log = if opts.verbose {
         Some(
@@ -358,6 +408,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         oncpu: take(&mut ebpf, MAP_ONCPU)?,
         stats: take(&mut ebpf, MAP_STATS)?,
         cgroup_filter: take(&mut ebpf, MAP_CGROUP_FILTER)?,
+        kvm_exits: if kvm_attached {
+            Some(take(&mut ebpf, MAP_KVM_EXITS)?)
+        } else {
+            None
+        },
         ebpf,
     })
 }

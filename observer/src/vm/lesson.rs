@@ -285,9 +285,68 @@ pub fn vm_record(records: &[Value], run: &VmRun) -> Value {
         "host_saw": host_saw,
         "vmm_syscalls": syscalls.len(),
         "vmm_top_syscalls": top.iter().map(|(n, c)| json!({"syscall": n, "count": c})).collect::<Vec<_>>(),
-        // Counting exits needs KVM; under TCG there are none to count.
-        "kvm_exits": Value::Null,
+        "kvm_exits": kvm_exits(records, run.vmm_pid, &pids),
     })
+}
+
+/// The VMM's KVM exits from the observer's last `kvm_exits` record (summed
+/// over the VMM's processes, a KVM attempt before a fallback included), or
+/// null when they were not counted (no KVM, or no tracepoint to count them).
+fn kvm_exits(records: &[Value], vmm_pid: u32, pids: &BTreeSet<u64>) -> Value {
+    let Some(last) = records.iter().rev().find(|r| r["type"] == "kvm_exits") else {
+        return Value::Null;
+    };
+    let mut exits: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut to_vmm: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut seen = Vec::new();
+    for p in last["processes"].as_array().into_iter().flatten() {
+        let pid = p["pid"].as_u64().unwrap_or(0);
+        if pid != u64::from(vmm_pid) && !pids.contains(&pid) {
+            continue;
+        }
+        seen.push(pid);
+        for (into, key) in [(&mut exits, "exits"), (&mut to_vmm, "to_vmm")] {
+            for (name, n) in p[key].as_object().into_iter().flatten() {
+                *into.entry(name.clone()).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    json!({
+        "pids": seen,
+        "exits_total": exits.values().sum::<u64>(),
+        "exits": exits,
+        "to_vmm_total": to_vmm.values().sum::<u64>(),
+        "to_vmm": to_vmm,
+    })
+}
+
+/// "IO 10, HLT 1": the largest counts first.
+fn top_counts(v: &Value, n: usize) -> String {
+    let mut c: Vec<(&String, u64)> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, n)| (k, n.as_u64().unwrap_or(0)))
+        .collect();
+    c.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    c.iter()
+        .take(n)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The KVM exits as the table says them.
+fn exits_text(k: &Value) -> String {
+    let mut s = format!("{} KVM exits", k["exits_total"]);
+    if k["exits_total"].as_u64() > Some(0) {
+        s.push_str(&format!(" ({})", top_counts(&k["exits"], 3)));
+    }
+    s.push_str(&format!(", {} handed on to the VMM", k["to_vmm_total"]));
+    if k["to_vmm_total"].as_u64() > Some(0) {
+        s.push_str(&format!(" ({})", top_counts(&k["to_vmm"], 3)));
+    }
+    s
 }
 
 /// The container's column: its view and what the host saw of it.
@@ -427,11 +486,13 @@ pub fn table(contrast: &Value, host: &Value) -> String {
             "—".into()
         } else if v["accel"] == "kvm" {
             format!(
-                "{} syscalls of the VMM (ioctl KVM_RUN), {} KVM exits",
+                "{} syscalls of the VMM (ioctl KVM_RUN), {}",
                 v["vmm_syscalls"],
-                v["kvm_exits"]
-                    .as_u64()
-                    .map_or("uncounted".into(), |n| n.to_string())
+                if v["kvm_exits"].is_null() {
+                    "KVM exits uncounted".into()
+                } else {
+                    exits_text(&v["kvm_exits"])
+                }
             )
         } else {
             let top = v["vmm_top_syscalls"]
@@ -444,8 +505,16 @@ pub fn table(contrast: &Value, host: &Value) -> String {
                         .join(", ")
                 })
                 .unwrap_or_default();
+            let attempt = match &v["kvm_exits"] {
+                k if k["exits_total"].as_u64() > Some(0)
+                    || k["to_vmm_total"].as_u64() > Some(0) =>
+                {
+                    format!("; its KVM attempt: {}", exits_text(k))
+                }
+                _ => String::new(),
+            };
             format!(
-                "{} syscalls of the VMM itself (TCG): {top}",
+                "{} syscalls of the VMM itself (TCG): {top}{attempt}",
                 v["vmm_syscalls"]
             )
         },
@@ -791,6 +860,7 @@ mod tests {
         assert_eq!(v["guest_reported"], 3);
         assert_eq!(v["vmm_syscalls"], 2);
         assert_eq!(v["vmm_pids_seen"], json!([900]));
+        assert!(v["kvm_exits"].is_null(), "not counted: null");
         let contrast = contrast_record(Some(col), Some(v), None);
         let t = table(&contrast, &records[0]);
         assert!(t.contains("6.18, boot hostboot (the host's)"), "{t}");
@@ -812,6 +882,37 @@ mod tests {
         let t = table(&none, &records[0]);
         assert!(
             t.contains("The VM half did not run: qemu-system-x86_64"),
+            "{t}"
+        );
+
+        // Under KVM: the observer's last kvm_exits record, for the VMM's
+        // processes only.
+        let mut records = records;
+        records.push(json!({"type": "kvm_exits", "processes": [
+            {"pid": 900, "exits": {"IO_INSTRUCTION": 7}, "to_vmm": {"IO": 5, "HLT": 1}},
+            {"pid": 901, "exits": {"HLT": 100}, "to_vmm": {}},
+        ]}));
+        records.push(json!({"type": "kvm_exits", "processes": [
+            {"pid": 900, "exits": {"IO_INSTRUCTION": 9, "EPT_VIOLATION": 40}, "to_vmm": {"IO": 6, "HLT": 1}},
+            {"pid": 901, "exits": {"HLT": 100}, "to_vmm": {}},
+        ]}));
+        let vrun = VmRun {
+            accel: AccelUsed {
+                accel: "kvm",
+                why: "asked for".into(),
+            },
+            ..vrun
+        };
+        let v = vm_record(&records, &vrun);
+        assert_eq!(
+            v["kvm_exits"],
+            json!({"pids": [900], "exits_total": 49, "exits": {"EPT_VIOLATION": 40, "IO_INSTRUCTION": 9},
+                   "to_vmm_total": 7, "to_vmm": {"HLT": 1, "IO": 6}})
+        );
+        let contrast = contrast_record(Some(container_record(&records, &crun)), Some(v), None);
+        let t = table(&contrast, &records[0]);
+        assert!(
+            t.contains("2 syscalls of the VMM (ioctl KVM_RUN), 49 KVM exits (EPT_VIOLATION 40, IO_INSTRUCTION 9), 7 handed on to the VMM (IO 6, HLT 1)"),
             "{t}"
         );
     }

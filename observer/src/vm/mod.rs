@@ -10,12 +10,14 @@
 //!   mounts, the workload, programs to run from the kernel command line,
 //!   power off.
 //! - `lesson`: the demo's VM half and the side-by-side verdict.
+//! - `kvm`: KVM exits per VMM process, counted in the kernel.
 //!
 //! The guest kernel and the static binaries come from xtask
 //! (`xtask/src/guest.rs`).
 
 pub mod init;
 pub mod initramfs;
+pub mod kvm;
 pub mod lesson;
 pub mod matrix;
 pub mod qemu;
