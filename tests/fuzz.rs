@@ -16,10 +16,10 @@ use observer::{
     pipeline::{KernelCounters, Pipeline},
 };
 use observer_common::{
-    CgroupRecord, ExecRecord, ExitRecord, ForkRecord, Header, SyscallEvent, SyscallExitEvent,
-    TaskGoneRecord, CGROUP_PATH_LEN, COMM_LEN, FILENAME_LEN, KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR,
-    KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, KIND_TASK_GONE,
-    NODENAME_LEN,
+    CgroupRecord, EnforcedRecord, ExecRecord, ExitRecord, ForkRecord, Header, PrivilegeRecord,
+    SyscallEvent, SyscallExitEvent, TaskGoneRecord, CGROUP_PATH_LEN, COMM_LEN, FILENAME_LEN,
+    KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR, KIND_ENFORCED, KIND_EXEC, KIND_EXIT, KIND_FORK,
+    KIND_PRIVILEGE, KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, KIND_TASK_GONE, NODENAME_LEN,
 };
 use proptest::prelude::*;
 
@@ -48,6 +48,8 @@ fn need(kind: u32) -> usize {
         KIND_EXEC => size_of::<ExecRecord>(),
         KIND_EXIT => size_of::<ExitRecord>(),
         KIND_CGROUP_MKDIR | KIND_CGROUP_RMDIR => size_of::<CgroupRecord>(),
+        KIND_ENFORCED => size_of::<EnforcedRecord>(),
+        KIND_PRIVILEGE => size_of::<PrivilegeRecord>(),
         _ => unreachable!("not a kind"),
     }
 }
@@ -63,6 +65,8 @@ fn kind_of(ev: &Event) -> u32 {
         Event::CgroupRmdir(_) => KIND_CGROUP_RMDIR,
         Event::Task(_) => KIND_TASK,
         Event::TaskGone(_) => KIND_TASK_GONE,
+        Event::Enforced(_) => KIND_ENFORCED,
+        Event::Privilege(_) => KIND_PRIVILEGE,
     }
 }
 
@@ -508,6 +512,18 @@ fn pipeline_record() -> impl Strategy<Value = Vec<u8>> {
                         header: h,
                         exit_code: n[9],
                         _pad: 0,
+                    }),
+                    KIND_ENFORCED => bytes_of(&EnforcedRecord {
+                        header: h,
+                        what: n[9] % 4,
+                        nr: n[0],
+                        ret: num,
+                    }),
+                    KIND_PRIVILEGE => bytes_of(&PrivilegeRecord {
+                        header: h,
+                        cap_effective: num as u64,
+                        seccomp_mode: n[9] % 4,
+                        no_new_privs: n[0] % 2,
                     }),
                     _ => {
                         let mut r = CgroupRecord {

@@ -298,6 +298,12 @@ fn check(rec: &Records, x: &Expect) {
         .find(|c| c["event"] == "start" && c["container"]["id"] == x.id)
         .unwrap_or_else(|| panic!("{}: a start record for {}", x.runtime, x.id));
     assert_eq!(start["container"]["runtime"], x.runtime, "{start}");
+    let first = rec
+        .lines
+        .iter()
+        .find(|l| l["container"]["id"] == x.id)
+        .unwrap();
+    assert_eq!(first, start, "the start record comes before its events");
     for e in &events {
         assert_eq!(
             e["container"]["name"], x.name,
@@ -397,7 +403,7 @@ fn podman_containers_are_counted_named_and_their_conmon_is_the_hosts() {
     let c = &rec
         .lines
         .iter()
-        .find(|l| l["container"]["id"] == id.as_str())
+        .find(|l| l["event"] == "start" && l["container"]["id"] == id.as_str())
         .unwrap()["container"];
     assert_eq!(c["image"], IMAGE);
     check_brief(&rec, &brief_id, &brief);
@@ -472,7 +478,7 @@ fn containerd_containers_are_named_through_its_api() {
     let c = &rec
         .lines
         .iter()
-        .find(|l| l["container"]["id"] == id.as_str())
+        .find(|l| l["event"] == "start" && l["container"]["id"] == id.as_str())
         .unwrap()["container"];
     assert_eq!(c["image"], IMAGE, "the image containerd knows");
     check_brief(&rec, &brief_id, &brief);
@@ -560,7 +566,7 @@ fn kubernetes_pods_on_containerd_are_named_from_the_cri_labels() {
     let c = &rec
         .lines
         .iter()
-        .find(|l| l["container"]["id"] == id.as_str())
+        .find(|l| l["event"] == "start" && l["container"]["id"] == id.as_str())
         .unwrap()["container"];
     assert_eq!(c["pod_uid"], uid.as_str());
     assert_eq!(c["kubernetes"]["pod"], pod.as_str());
@@ -754,7 +760,7 @@ fn lxc_containers_are_counted_and_named_and_their_monitor_is_the_hosts() {
     let c = &rec
         .lines
         .iter()
-        .find(|l| l["container"]["id"] == name.as_str())
+        .find(|l| l["event"] == "start" && l["container"]["id"] == name.as_str())
         .unwrap()["container"];
     assert_eq!(c["image"], "busybox", "the template it was made from");
     check_brief(&rec, &brief, &brief);

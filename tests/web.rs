@@ -144,6 +144,7 @@ fn start(cg: u64, name: &str) -> Lifecycle {
         container: c,
         json,
         cgroup_id: cg,
+        startup: None,
     }
 }
 

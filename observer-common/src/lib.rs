@@ -61,6 +61,16 @@ pub const PROG_CGROUP_RMDIR: &str = "cgroup_rmdir";
 /// BTF-typed loads: what the loader picks on kernels without
 /// `bpf_get_current_task_btf` (Linux 5.10).
 pub const PROBE_SUFFIX: &str = "_probe";
+/// Enforcement and privilege, in their own programs: `oom:mark_victim`, the
+/// fork/clone syscalls' exits, and a second program on `sched_process_exec`.
+pub const PROG_OOM_VICTIM: &str = "oom_mark_victim";
+pub const PROG_FORK_REFUSED: &str = "fork_refused";
+pub const PROG_EXEC_PRIVILEGE: &str = "exec_privilege";
+/// The syscalls whose exits `PROG_FORK_REFUSED` watches (classic
+/// `syscalls:sys_exit_*` tracepoints: each fires for its own syscall only).
+pub const FORK_SYSCALLS: [&str; 4] = ["clone", "clone3", "fork", "vfork"];
+/// Global (`.rodata`) holding the `ClaimOffsets`.
+pub const GLOBAL_CLAIM_OFFSETS: &str = "CLAIM_OFFSETS";
 /// Empty program on `sys_enter`: the floor the benchmark measures against.
 pub const PROG_FLOOR: &str = "floor_sys_enter";
 /// The same, on the classic `raw_syscalls:sys_enter` tracepoint.
@@ -80,6 +90,12 @@ pub const KIND_CGROUP_RMDIR: u32 = 7;
 pub const KIND_TASK: u32 = 8;
 /// `TaskGoneRecord`: a task whose identity was sent has exited.
 pub const KIND_TASK_GONE: u32 = 9;
+pub const KIND_ENFORCED: u32 = 10;
+pub const KIND_PRIVILEGE: u32 = 11;
+
+/// `EnforcedRecord::what`.
+pub const ENFORCED_OOM_KILL: u32 = 1;
+pub const ENFORCED_PIDS_LIMIT: u32 = 2;
 
 /// `STATS` slots.
 pub const STAT_EMITTED: u32 = 0;
@@ -157,6 +173,24 @@ pub struct KernelOffsets {
     pub task_signal: u32,
     /// `signal_struct.live`, an `atomic_t`.
     pub signal_live: u32,
+}
+
+/// Offsets for the enforcement and privilege programs, resolved like
+/// `KernelOffsets` (from BTF, and from the tracepoint's format file for
+/// `sys_exit_ret`), in a global of their own.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClaimOffsets {
+    /// `task_struct.cred`: the subjective credentials.
+    pub task_cred: u32,
+    pub cred_cap_effective: u32,
+    pub task_seccomp_mode: u32,
+    /// `task_struct.atomic_flags`, whose bit `PFA_NO_NEW_PRIVS` (0) is
+    /// no_new_privs.
+    pub task_atomic_flags: u32,
+    /// Offset of `ret` in a `syscalls:sys_exit_*` record.
+    pub sys_exit_ret: u32,
+    pub _pad: u32,
 }
 
 /// Run-time settings, written into `.rodata` before load.
@@ -272,6 +306,32 @@ pub struct ExitRecord {
     pub _pad: u32,
 }
 
+/// The kernel enforcing a limit on a task: `oom:mark_victim` (the victim) or
+/// a fork/clone refused with `-EAGAIN` (the caller).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnforcedRecord {
+    pub header: Header,
+    /// `ENFORCED_*`.
+    pub what: u32,
+    /// The refused syscall's number (`ENFORCED_PIDS_LIMIT`), else 0.
+    pub nr: u32,
+    /// The refused syscall's return value, else 0.
+    pub ret: i64,
+}
+
+/// What a task may do to the kernel, read at its exec.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrivilegeRecord {
+    pub header: Header,
+    /// `cred->cap_effective`: bit N = capability N.
+    pub cap_effective: u64,
+    /// `task->seccomp.mode`: 0 disabled, 1 strict, 2 filter.
+    pub seccomp_mode: u32,
+    pub no_new_privs: u32,
+}
+
 /// `cgroup_mkdir` / `cgroup_rmdir`, in every hierarchy (the daemon keeps
 /// hierarchy 0, the unified one).
 #[repr(C)]
@@ -361,6 +421,7 @@ mod pod {
     // padding: every bit pattern is valid and no byte is uninitialised.
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for ClaimOffsets {}
     unsafe impl aya::Pod for CountKey {}
     unsafe impl aya::Pod for KvmExitKey {}
     unsafe impl aya::Pod for KvmFields {}
@@ -390,6 +451,9 @@ mod tests {
         assert_eq!(size_of::<ExecRecord>(), 72 + FILENAME_LEN + NODENAME_LEN);
         assert_eq!(size_of::<ExitRecord>(), 80);
         assert_eq!(size_of::<CgroupRecord>(), 32 + CGROUP_PATH_LEN);
+        assert_eq!(size_of::<EnforcedRecord>(), 88);
+        assert_eq!(size_of::<PrivilegeRecord>(), 88);
+        assert_eq!(size_of::<ClaimOffsets>(), 24);
         assert_eq!(size_of::<CountKey>(), 16);
         assert_eq!(size_of::<CountSlot>(), 16 + 8 * COUNT_SLOT_NRS);
         assert_eq!(size_of::<KernelOffsets>(), 30 * 4);

@@ -6,6 +6,7 @@
 #![no_main]
 
 mod cgroup;
+mod enforce;
 mod kvm;
 mod maps;
 mod rare;

@@ -86,7 +86,9 @@ impl Account {
             | Event::Task(_)
             | Event::TaskGone(_)
             | Event::CgroupMkdir(_)
-            | Event::CgroupRmdir(_) => return,
+            | Event::CgroupRmdir(_)
+            | Event::Enforced(_)
+            | Event::Privilege(_) => return,
         };
         if let Some(h) = ev.header() {
             if self.count_mode {

@@ -19,6 +19,7 @@ use std::{
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{
+    claims::{Starts, Startup},
     cli::WatchArgs,
     container::{docker::NameReply, v1::V1Attribution, Container, Registry},
     decode::{cstr, Event},
@@ -29,6 +30,9 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 
 /// Events held per cgroup while its name is looked up, at most.
 pub const MAX_HELD: usize = 16_384;
+
+/// How long a start record waits for the container's own command's exec.
+const START_WAIT_NS: u64 = 5_000_000_000;
 
 /// A container's start (its first event seen) or exit (its last cgroup
 /// removed): the `container` records, and what live views follow.
@@ -41,6 +45,9 @@ pub enum Lifecycle {
         /// The rendered `container` object.
         json: Arc<str>,
         cgroup_id: u64,
+        /// From its cgroup's creation to its own command's exec, when the
+        /// creation was seen (the record waits for that exec).
+        startup: Option<Startup>,
     },
     Exit {
         /// Boot-time ns of the removal.
@@ -72,6 +79,9 @@ struct Started {
     json: Arc<str>,
     first_ts: u64,
     cgroups: HashSet<u64>,
+    /// Whether its start record is out.
+    announced: bool,
+    first_cgroup: u64,
 }
 
 pub struct Attributor {
@@ -94,6 +104,10 @@ pub struct Attributor {
     /// Started cgroups found missing from cgroupfs at the last check.
     missing: FxHashSet<u64>,
     last_reconcile: Option<Instant>,
+    pub starts: Starts,
+    /// Start times measured while the container's events waited, for its
+    /// start record.
+    ready_starts: FxHashMap<u64, Startup>,
 }
 
 impl Attributor {
@@ -118,6 +132,8 @@ impl Attributor {
                 .collect(),
             missing: FxHashSet::default(),
             last_reconcile: None,
+            starts: Starts::default(),
+            ready_starts: FxHashMap::default(),
         }
     }
 
@@ -166,14 +182,27 @@ impl Attributor {
                     let truncated = raw.len() >= observer_common::CGROUP_PATH_LEN - 1;
                     let path = String::from_utf8_lossy(raw).into_owned();
                     self.registry.learn_mkdir(r.cgroup_id, &path, truncated);
+                    if self
+                        .registry
+                        .peek(r.cgroup_id)
+                        .is_some_and(|s| s.container.is_some())
+                    {
+                        self.starts.cgroup_made(r.cgroup_id, r.ts);
+                    }
                 }
             }
             Event::CgroupRmdir(ref r) => {
                 if r.hierarchy_id != self.hierarchy() {
                     return;
                 }
-                if let Some(q) = self.held.get_mut(&r.cgroup_id) {
+                let cg = r.cgroup_id;
+                if let Some(q) = self.held.get_mut(&cg) {
                     q.push(ev);
+                    // Gone before its command ran: its start is not coming.
+                    self.starts.give_up(cg);
+                    if !self.registry.awaiting_name(cg) {
+                        self.release(cg, out);
+                    }
                 } else {
                     self.cgroup_removed(r.cgroup_id, r.ts, out);
                 }
@@ -182,19 +211,44 @@ impl Attributor {
                 let Some(cg) = ev.header().map(|h| h.cgroup_id) else {
                     return;
                 };
+                let started = self.start_progress(cg, &ev);
                 if let Some(q) = self.held.get_mut(&cg) {
                     q.push(ev);
                     if q.len() >= MAX_HELD {
-                        // A flood while the name is on its way: out without it.
+                        // A flood while the name or the start is on its
+                        // way: out without them.
+                        self.starts.give_up(cg);
+                        self.release(cg, out);
+                    } else if started && !self.registry.awaiting_name(cg) {
                         self.release(cg, out);
                     }
-                } else if self.registry.awaiting_name(cg) {
+                } else if self.registry.awaiting_name(cg) || self.starts.starting(cg) {
+                    // Its start record comes first, with its name and its
+                    // start time: its events wait for both.
                     self.held.insert(cg, vec![ev]);
                 } else {
                     self.task_event(ev, out);
                 }
             }
         }
+    }
+
+    /// A container's start, followed as its events arrive (before they wait
+    /// for anything): syscalls its runtime makes, then its own command's
+    /// exec, which ends the start. True for that exec.
+    fn start_progress(&mut self, cg: u64, ev: &Event) -> bool {
+        match ev {
+            Event::Syscall(_) => self.starts.syscall(cg),
+            Event::Exec(r) => {
+                let h = &r.header;
+                if let Some(s) = self.starts.exec(cg, h.ts, cstr(&h.comm), cstr(&r.filename)) {
+                    self.ready_starts.insert(cg, s);
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        false
     }
 
     /// Tells the kernel, once, what to do with a cgroup whose fate is known.
@@ -265,6 +319,10 @@ impl Attributor {
         };
         if let Some(c) = &container {
             self.container_seen(c, &json, cg, ts, out);
+            // Another of the container's cgroups was seen first.
+            if let Some(s) = self.ready_starts.remove(&cg) {
+                self.announce(cg, Some(s), out);
+            }
         }
         out.push(Attributed::Task {
             ev,
@@ -301,21 +359,59 @@ impl Attributor {
                 json: json.clone(),
                 first_ts: ts,
                 cgroups: HashSet::from([cg]),
+                announced: false,
+                first_cgroup: cg,
             },
         );
+        if !self.starts.starting(cg) {
+            let startup = self.ready_starts.remove(&cg);
+            self.announce(cg, startup, out);
+        }
+    }
+
+    /// A container's start record, once: with its start time when its own
+    /// command's exec was seen.
+    fn announce(&mut self, cg: u64, startup: Option<Startup>, out: &mut Vec<Attributed>) {
+        let Some(s) = self
+            .started
+            .values_mut()
+            .find(|s| !s.announced && s.cgroups.contains(&cg))
+        else {
+            return;
+        };
+        s.announced = true;
         out.push(Attributed::Lifecycle(Lifecycle::Start {
-            ts,
-            container: c.clone(),
-            json: json.clone(),
-            cgroup_id: cg,
+            ts: s.first_ts,
+            container: s.container.clone(),
+            json: s.json.clone(),
+            cgroup_id: s.first_cgroup,
+            startup,
         }));
+    }
+
+    /// Start records still waiting for their container's exec since before
+    /// `before` go out without a start time.
+    fn announce_waiting(&mut self, before: u64, out: &mut Vec<Attributed>) {
+        let waiting: Vec<u64> = self
+            .started
+            .values()
+            .filter(|s| !s.announced && s.first_ts < before)
+            .map(|s| s.first_cgroup)
+            .collect();
+        for cg in waiting {
+            self.starts.give_up(cg);
+            self.announce(cg, None, out);
+        }
     }
 
     fn cgroup_removed(&mut self, cg: u64, ts: u64, out: &mut Vec<Attributed>) {
         let current = self.registry.removed(cg).and_then(|s| s.container.clone());
+        self.starts.give_up(cg);
+        self.ready_starts.remove(&cg);
         if !self.started_cgroups.remove(&cg) {
             return;
         }
+        self.announce(cg, None, out);
         let Some(id) = self
             .started
             .iter()
@@ -363,7 +459,9 @@ impl Attributor {
             }
         }
         for cg in self.registry.apply_name(&reply) {
-            self.release(cg, out);
+            if !self.starts.starting(cg) {
+                self.release(cg, out);
+            }
         }
     }
 
@@ -374,14 +472,16 @@ impl Attributor {
     /// At exit: everything still waiting for a name goes out as it is.
     pub fn release_all(&mut self, out: &mut Vec<Attributed>) {
         for cg in self.held.keys().copied().collect::<Vec<_>>() {
+            self.starts.give_up(cg);
             self.release(cg, out);
         }
+        self.announce_waiting(u64::MAX, out);
     }
 
     /// Held events whose wait ended without a release (before a summary).
     pub fn release_unawaited(&mut self, out: &mut Vec<Attributed>) {
         for cg in self.held.keys().copied().collect::<Vec<_>>() {
-            if !self.registry.awaiting_name(cg) {
+            if !self.registry.awaiting_name(cg) && !self.starts.starting(cg) {
                 self.release(cg, out);
             }
         }
@@ -391,13 +491,25 @@ impl Attributor {
     /// Returns the cgroups forgotten, whose state elsewhere can go too.
     pub fn housekeeping(&mut self, now_ts: u64, out: &mut Vec<Attributed>) -> Vec<u64> {
         for cg in self.registry.expired_waits() {
-            self.release(cg, out);
+            if !self.starts.starting(cg) {
+                self.release(cg, out);
+            }
+        }
+        // Starts whose command never ran within the wait: their events go
+        // out, and their start records without a start time.
+        let before = crate::pipeline::boot_ns().saturating_sub(START_WAIT_NS);
+        for cg in self.starts.expired(before) {
+            if !self.registry.awaiting_name(cg) {
+                self.release(cg, out);
+            }
         }
         self.reconcile(now_ts, out);
+        self.announce_waiting(before, out);
         self.registry.retry_names();
         let removed = self.registry.evict();
         for cg in &removed {
             self.judged.remove(cg);
+            self.ready_starts.remove(cg);
         }
         removed
     }
@@ -545,6 +657,109 @@ mod tests {
             "shown once named: {out:?}"
         );
         assert_eq!(a.new_verdicts, vec![(42, false)]);
+    }
+
+    fn mkdir(cg: u64, path: &str, ts: u64) -> Event {
+        let mut r = CgroupRecord {
+            kind: observer_common::KIND_CGROUP_MKDIR,
+            hierarchy_id: 0,
+            ts,
+            cgroup_id: cg,
+            level: 2,
+            _pad: 0,
+            path: [0; CGROUP_PATH_LEN],
+        };
+        r.path[..path.len()].copy_from_slice(path.as_bytes());
+        Event::CgroupMkdir(Box::new(r))
+    }
+
+    fn exec(cg: u64, ts: u64, comm: &str, filename: &str) -> Event {
+        let mut r = observer_common::ExecRecord {
+            header: Default::default(),
+            filename: [0; observer_common::FILENAME_LEN],
+            nodename: [0; observer_common::NODENAME_LEN],
+        };
+        r.header.kind = observer_common::KIND_EXEC;
+        r.header.cgroup_id = cg;
+        r.header.ts = ts;
+        r.header.comm[..comm.len()].copy_from_slice(comm.as_bytes());
+        r.filename[..filename.len()].copy_from_slice(filename.as_bytes());
+        Event::Exec(Box::new(r))
+    }
+
+    /// A container seen from its cgroup's creation: its events wait for its
+    /// own command's exec (not `runc init`'s) and for its name, so that its
+    /// start record comes before them, with its start time, the syscalls
+    /// its runtime made, and what the runtime answered.
+    #[test]
+    fn the_start_record_comes_first_with_its_start_time_and_name() {
+        let args = Cli::parse_from(["observer"]).watch;
+        let mut registry = Registry::new(None);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        registry.set_resolver(tx);
+        let mut a = Attributor::new(&args, registry);
+        let mut out = Vec::new();
+        a.event(mkdir(42, &format!("/docker/{ID}"), 1_000_000), &mut out);
+        for ts in [2_000_000, 2_500_000, 3_000_000] {
+            a.event(syscall(42, ts), &mut out);
+        }
+        a.event(
+            exec(42, 4_000_000, "runc:[2:INIT]", "/proc/self/exe"),
+            &mut out,
+        );
+        a.event(syscall(42, 5_000_000), &mut out);
+        a.event(exec(42, 13_500_000, "workload", "/bin/workload"), &mut out);
+        a.event(syscall(42, 14_000_000), &mut out);
+        assert!(out.is_empty(), "its events wait for its name: {out:?}");
+        let reply = crate::container::docker::NameReply {
+            id: ID.to_owned(),
+            name: Some("web".to_owned()),
+            image: Some("alpine:3".to_owned()),
+            ..Default::default()
+        };
+        a.name_reply(reply, &mut out);
+        assert_eq!(out.len(), 8, "start, then its seven events: {out:?}");
+        let Attributed::Lifecycle(Lifecycle::Start {
+            ts,
+            json,
+            startup: Some(s),
+            ..
+        }) = &out[0]
+        else {
+            panic!("the start record first, with its start time: {out:?}");
+        };
+        assert_eq!(*ts, 2_000_000);
+        assert_eq!(s.start_ms, 12.5);
+        assert_eq!(s.runtime_setup_syscalls, 4);
+        assert!(
+            json.contains(r#""name":"web""#) && json.contains(r#""image":"alpine:3""#),
+            "{json}"
+        );
+        assert!(out[1..]
+            .iter()
+            .all(|x| matches!(x, Attributed::Task { .. })));
+
+        // Without a name to wait for, the exec alone lets them go.
+        let mut a = Attributor::new(&args, Registry::new(None));
+        out.clear();
+        a.event(
+            mkdir(43, "/machine.slice/machine-db.scope", 1_000_000),
+            &mut out,
+        );
+        a.event(syscall(43, 2_000_000), &mut out);
+        assert!(out.is_empty(), "waits for the exec: {out:?}");
+        a.event(exec(43, 3_000_000, "init", "/sbin/init"), &mut out);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(matches!(
+            &out[0],
+            Attributed::Lifecycle(Lifecycle::Start {
+                startup: Some(Startup {
+                    runtime_setup_syscalls: 1,
+                    ..
+                }),
+                ..
+            })
+        ));
     }
 
     /// A container whose name never comes while it floods: its events wait

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use btf_rs::{Btf, Type};
-use observer_common::KernelOffsets;
+use observer_common::{ClaimOffsets, KernelOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -169,6 +169,22 @@ impl KernelBtf {
     }
 }
 
+impl KernelBtf {
+    /// The offsets of the enforcement and privilege programs; `sys_exit_ret`
+    /// comes from the tracepoint's format file, not from BTF.
+    pub fn claim_offsets(&self, sys_exit_ret: u32) -> Result<ClaimOffsets> {
+        let o = |s: &str, p: &[&str]| self.offset(s, p);
+        Ok(ClaimOffsets {
+            task_cred: o("task_struct", &["cred"])?,
+            cred_cap_effective: o("cred", &["cap_effective"])?,
+            task_seccomp_mode: o("task_struct", &["seccomp", "mode"])?,
+            task_atomic_flags: o("task_struct", &["atomic_flags"])?,
+            sys_exit_ret,
+            _pad: 0,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +224,21 @@ mod tests {
         assert!(k.has_helper("ringbuf_reserve"));
         assert!(k.has_helper("get_current_task_btf"));
         assert!(!k.has_helper("no_such_helper"));
+    }
+
+    #[test]
+    fn resolves_the_credential_offsets() {
+        let Some(k) = kernel() else { return };
+        let o = k.claim_offsets(16).expect("credential offsets resolve");
+        // `struct seccomp` starts with `int mode`.
+        assert_eq!(
+            o.task_seccomp_mode,
+            k.offset("task_struct", &["seccomp"]).unwrap()
+        );
+        assert_ne!(o.task_cred, o.task_atomic_flags);
+        // cap_effective follows cap_inheritable and cap_permitted, 8 bytes each.
+        let inh = k.offset("cred", &["cap_inheritable"]).unwrap();
+        assert_eq!(o.cred_cap_effective, inh + 16);
     }
 
     #[test]

@@ -114,6 +114,10 @@ pub struct WatchArgs {
     /// and write them as `kvm_exits` records: the demo's VM under KVM.
     #[arg(long, hide = true)]
     pub kvm_exits: bool,
+    /// Don't attach the OOM, refused-fork and exec-privilege programs (the
+    /// benchmark compares with and without them).
+    #[arg(long, hide = true)]
+    pub no_claims: bool,
     /// Docker Engine API socket, for container names.
     #[arg(long, default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,

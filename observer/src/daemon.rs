@@ -8,7 +8,10 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::Program,
+};
 use observer_common::{
     CountKey, CGROUP_DROP, CGROUP_PASS, KIND_CGROUP_RMDIR, MODE_COUNT, MODE_STREAM, STAT_EMITTED,
     STAT_LOST, SYSCALL_BITMAP_WORDS,
@@ -72,6 +75,7 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         access: args.task_access,
         verbose: args.verbose,
         kvm_exits: args.kvm_exits,
+        claims: !args.no_claims,
     })
 }
 
@@ -467,7 +471,7 @@ async fn run_loop(
 ) -> Result<()> {
     tokio::pin!(shutdown);
     let Loaded {
-        ebpf,
+        mut ebpf,
         access: _,
         mut log,
         events,
@@ -588,8 +592,17 @@ async fn run_loop(
     // empty), and every record the kernel counted as emitted is read. The
     // maps taken out of `ebpf` stay readable for the last summary and loss
     // account. Last records, last summary, final loss account; then every
-    // map is released as they drop.
-    drop(ebpf);
+    // map is released as they drop. The tp_btf programs are detached at
+    // once; the classic `syscalls:sys_exit_*` links of the refused-fork
+    // program each wait for the kernel's tracepoint unregistration (about
+    // 0.1 s apiece), so they go with `ebpf` after the final summary, which
+    // covers exactly the time since the previous one. They only fire on a
+    // refused fork, so they cannot keep the ring from emptying.
+    for (_, prog) in ebpf.programs_mut() {
+        if let Program::BtfTracePoint(prog) = prog {
+            let _ = prog.unload();
+        }
+    }
     // Handled for up to `FINAL_DRAIN`; what a slow machine leaves after that
     // is still read, and counted in `dropped_by_daemon` rather than lost
     // without a trace.
@@ -624,6 +637,7 @@ async fn run_loop(
     p.final_loss(&k);
     let _ = p.sink().finish(FINISH_WRITING);
     drop(ring);
+    drop(ebpf);
     Ok(())
 }
 

@@ -4,9 +4,10 @@
 use std::mem::size_of;
 
 use observer_common::{
-    CgroupRecord, ExecRecord, ExitRecord, ForkRecord, Header, SyscallEvent, SyscallExitEvent,
-    SyscallRecord, TaskGoneRecord, KIND_CGROUP_MKDIR, KIND_CGROUP_RMDIR, KIND_EXEC, KIND_EXIT,
-    KIND_FORK, KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, KIND_TASK_GONE,
+    CgroupRecord, EnforcedRecord, ExecRecord, ExitRecord, ForkRecord, Header, PrivilegeRecord,
+    SyscallEvent, SyscallExitEvent, SyscallRecord, TaskGoneRecord, KIND_CGROUP_MKDIR,
+    KIND_CGROUP_RMDIR, KIND_ENFORCED, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_PRIVILEGE,
+    KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, KIND_TASK_GONE,
 };
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +36,8 @@ pub enum Event {
     Exit(ExitRecord),
     CgroupMkdir(Box<CgroupRecord>),
     CgroupRmdir(Box<CgroupRecord>),
+    Enforced(EnforcedRecord),
+    Privilege(PrivilegeRecord),
 }
 
 impl Event {
@@ -45,6 +48,8 @@ impl Event {
             Event::Exec(r) => Some(&mut r.header),
             Event::Exit(r) => Some(&mut r.header),
             Event::Task(h) => Some(h),
+            Event::Enforced(r) => Some(&mut r.header),
+            Event::Privilege(r) => Some(&mut r.header),
             Event::TaskGone(_) | Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => None,
         }
     }
@@ -57,6 +62,8 @@ impl Event {
             Event::Exec(r) => Some(&r.header),
             Event::Exit(r) => Some(&r.header),
             Event::Task(h) => Some(h),
+            Event::Enforced(r) => Some(&r.header),
+            Event::Privilege(r) => Some(&r.header),
             Event::TaskGone(_) | Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => None,
         }
     }
@@ -84,7 +91,8 @@ pub fn kind(buf: &[u8]) -> Option<u32> {
 /// The cgroup of a raw task record, without decoding the rest.
 pub fn task_cgroup(buf: &[u8]) -> Option<u64> {
     match kind(buf)? {
-        KIND_SYSCALL | KIND_SYSCALL_EXIT | KIND_FORK | KIND_EXEC | KIND_EXIT | KIND_TASK => {
+        KIND_SYSCALL | KIND_SYSCALL_EXIT | KIND_FORK | KIND_EXEC | KIND_EXIT | KIND_TASK
+        | KIND_ENFORCED | KIND_PRIVILEGE => {
             let at = std::mem::offset_of!(Header, cgroup_id);
             Some(u64::from_ne_bytes(buf.get(at..at + 8)?.try_into().ok()?))
         }
@@ -110,6 +118,8 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         KIND_EXIT => Event::Exit(read(kind, buf)?),
         KIND_CGROUP_MKDIR => Event::CgroupMkdir(Box::new(read(kind, buf)?)),
         KIND_CGROUP_RMDIR => Event::CgroupRmdir(Box::new(read(kind, buf)?)),
+        KIND_ENFORCED => Event::Enforced(read(kind, buf)?),
+        KIND_PRIVILEGE => Event::Privilege(read(kind, buf)?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -203,6 +203,8 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
     for n in &notes {
         println!("note: {n}\n");
     }
+    // Notes that arise while the commands run are printed before the verdict.
+    let printed_notes = notes.len();
     let stream = args.stream_file.clone().unwrap_or_else(fresh_stream_file);
     watch.output = Some(stream.clone());
     watch.format = Format::Json;
@@ -288,6 +290,82 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
             key,
         });
     }
+    // The other claims: limits the one kernel enforces, and privilege.
+    let mut claims = Vec::new();
+    if let Some(image) = &image {
+        let runs: Vec<_> = CLAIMS
+            .iter()
+            .map(|(label, flags, cmd)| {
+                let name = format!("observer-demo-{label}-{tag}");
+                let shown = format!(
+                    "docker run --rm {} {image} {}",
+                    flags.join(" "),
+                    cmd.join(" ")
+                );
+                let mut c = Command::new("docker");
+                c.args(["run", "--rm", "--network", "none", "--name", &name])
+                    .args(*flags)
+                    .arg(image)
+                    .args(*cmd)
+                    .kill_on_drop(true);
+                (label.to_string(), shown, name, c)
+            })
+            .collect();
+        let fallback = format!("observer-demo-privileged-{tag}");
+        // At once: the whole demo stays within a few seconds.
+        let outs = futures_join(
+            runs.into_iter()
+                .map(|(label, shown, name, mut c)| async move {
+                    let out = tokio::time::timeout(Duration::from_secs(20), c.output()).await;
+                    let status = match &out {
+                        Ok(Ok(o)) => o
+                            .status
+                            .code()
+                            .map_or("killed".into(), |c| format!("exit {c}")),
+                        Ok(Err(e)) => format!("failed: {e}"),
+                        Err(_) => "timed out".into(),
+                    };
+                    let err = match &out {
+                        Ok(Ok(o)) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                        _ => String::new(),
+                    };
+                    (
+                        Ran {
+                            label,
+                            shown,
+                            output: status,
+                            key: name,
+                        },
+                        err,
+                    )
+                }),
+        )
+        .await;
+        for (mut r, err) in outs {
+            if r.key == fallback && err.contains("unable to apply caps") {
+                notes.push("Docker refused --privileged here: the host's own root lacks a capability (CAP_SYS_RESOURCE), so it can't hand all of them on; the demo asks for every capability Docker can grant instead.".into());
+                let out = Command::new("docker")
+                    .args(["run", "--rm", "--network", "none", "--name", &r.key])
+                    .args(PRIVILEGED_FALLBACK)
+                    .args([image.as_str(), "true"])
+                    .kill_on_drop(true)
+                    .output()
+                    .await;
+                r.shown = format!(
+                    "docker run --rm {} {image} true",
+                    PRIVILEGED_FALLBACK.join(" ")
+                );
+                r.output = match out {
+                    Ok(o) => o
+                        .status
+                        .code()
+                        .map_or("killed".into(), |c| format!("exit {c}")),
+                    Err(e) => format!("failed: {e}"),
+                };
+            }
+            claims.push(r);
+        }
+    }
     if let Some(vm) = &mut vm {
         if let Err(e) = vm.run_container(image.as_deref()).await {
             notes.push(format!("{e:#}"));
@@ -320,6 +398,9 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
             .collect())
     };
     let mut records = read(&stream)?;
+    for n in &notes[printed_notes..] {
+        println!("note: {n}\n");
+    }
     let verdict = verdict(&records, &ran, image.is_some(), &virtualization());
     print!("{verdict}");
     let mut extra = Vec::new();
@@ -331,6 +412,9 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
             args.calls
         );
         print!("{table}");
+    }
+    if !claims.is_empty() {
+        print!("{}", claims_verdict(&records, &claims));
     }
     if let Some((addr, stop_tx, observer)) = serving {
         println!(
@@ -365,6 +449,194 @@ fn append_records(stream: &Path, records: &[Value]) -> Result<()> {
         writeln!(f, "{r}").with_context(|| format!("append to {}", stream.display()))?;
     }
     Ok(())
+}
+
+/// The four claim containers: (label, docker flags, command). Busybox only,
+/// so that any image with a shell does.
+const CLAIMS: [(&str, &[&str], &[&str]); 4] = [
+    (
+        "oom",
+        &["--memory", "32m", "--memory-swap", "32m"],
+        &["sh", "-c", "x=0123456789abcdef; while :; do x=$x$x; done"],
+    ),
+    (
+        "pids",
+        &["--pids-limit", "16"],
+        &["sh", "-c", "for i in $(seq 30); do sleep 2 & done; wait"],
+    ),
+    (
+        "cpu",
+        &["--cpus", "0.2"],
+        // Not as PID 1, which ignores the signal from inside.
+        &[
+            "sh",
+            "-c",
+            "timeout -s KILL 3 sh -c 'while :; do :; done'; true",
+        ],
+    ),
+    ("privileged", &["--privileged"], &["true"]),
+];
+
+/// Where the host's root lacks a capability, Docker refuses `--privileged`
+/// ("unable to apply caps"): the closest it allows instead.
+const PRIVILEGED_FALLBACK: &[&str] = &["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"];
+
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_join<T: Send + 'static, F: std::future::Future<Output = T> + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<T> {
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        if let Ok(r) = h.await {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// The last value of a summary field for a container (by name).
+fn last_entry(records: &[Value], name: &str) -> Value {
+    records
+        .iter()
+        .filter(|r| r["type"] == "summary")
+        .flat_map(|r| r["containers"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["container"]["name"] == name)
+        .fold(Value::Null, |acc, e| {
+            if acc.is_null() || !e["privilege"].is_null() || !e["limits"].is_null() {
+                e
+            } else {
+                acc
+            }
+        })
+}
+
+fn opt(v: &Value, unit: &str) -> String {
+    match v.as_u64() {
+        Some(n) if unit == "MiB" => format!("{} MiB", n >> 20),
+        Some(n) => format!("{n}{unit}"),
+        None => "none".into(),
+    }
+}
+
+/// The second screen: what the kernel enforced, how fast each container
+/// started, and who may reach the shared kernel.
+pub fn claims_verdict(records: &[Value], ran: &[Ran]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nThe same kernel enforces every container's limits (cgroups), measured live:"
+    );
+    for r in ran {
+        let e = last_entry(records, &r.key);
+        let count = |kind: &str| -> u64 {
+            records
+                .iter()
+                .filter(|x| {
+                    x["type"] == "enforced"
+                        && x["kind"] == kind
+                        && x["container"]["name"] == r.key.as_str()
+                })
+                .filter_map(|x| x["count"].as_u64())
+                .sum()
+        };
+        let start = records
+            .iter()
+            .find(|x| {
+                x["type"] == "container"
+                    && x["event"] == "start"
+                    && x["container"]["name"] == r.key.as_str()
+            })
+            .and_then(|x| x["start_ms"].as_f64());
+        let _ = writeln!(o, "\n  $ {}   ({})", r.shown, r.output);
+        let _ = writeln!(
+            o,
+            "    started in          {}",
+            start.map_or("?".into(), |ms| format!(
+                "{ms:.1} ms from its cgroup to its own command: a process start, no boot"
+            ))
+        );
+        let l = &e["limits"];
+        let _ = writeln!(
+            o,
+            "    limits              memory {}, pids {}, cpu {}",
+            opt(&l["memory_bytes"], "MiB"),
+            opt(&l["pids"], ""),
+            match (l["cpu_quota_us"].as_u64(), l["cpu_period_us"].as_u64()) {
+                (Some(q), Some(p)) if p > 0 =>
+                    format!("{:.2} CPU ({q} us per {p} us)", q as f64 / p as f64),
+                _ => "none".into(),
+            }
+        );
+        let (oom, pids, cpu) = (
+            count("oom_kill"),
+            count("pids_limit"),
+            count("cpu_throttled"),
+        );
+        let mut said = Vec::new();
+        if oom > 0 {
+            said.push(format!("OOM-killed {oom} process(es) at the memory limit"));
+        }
+        if pids > 0 {
+            said.push(format!("refused {pids} fork(s) at the pids limit"));
+        }
+        if cpu > 0 {
+            said.push(format!("throttled it in {cpu} CPU period(s)"));
+        }
+        let _ = writeln!(
+            o,
+            "    the kernel          {}",
+            if said.is_empty() {
+                "had nothing to enforce".to_owned()
+            } else {
+                said.join("; ")
+            }
+        );
+        let p = &e["privilege"];
+        if !p.is_null() {
+            let caps = p["capabilities"].as_array().map_or(0, Vec::len);
+            let _ = writeln!(
+                o,
+                "    privilege           {} capabilities{}, seccomp {}",
+                caps,
+                if p["privileged"] == true {
+                    " (all: privileged)"
+                } else {
+                    ""
+                },
+                p["seccomp"].as_str().unwrap_or("?")
+            );
+            let risky_caps: Vec<&str> = crate::claims::RISKY_CAPS
+                .iter()
+                .copied()
+                .filter(|c| {
+                    p["capabilities"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == c))
+                })
+                .collect();
+            let host_ns: Vec<&str> = p["host_namespaces"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .filter(|n| crate::claims::RISKY_NAMESPACES.contains(n))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !risky_caps.is_empty() {
+                let _ = writeln!(o, "    RISK                holds {}: it can reach the kernel every other container shares", risky_caps.join(", "));
+            }
+            if !host_ns.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "    RISK                shares the host's {} namespace: it can reach the host",
+                    host_ns.join(" and ")
+                );
+            }
+        }
+    }
+    o
 }
 
 /// What the room sees about one container, from the observer's records.

@@ -88,6 +88,9 @@ pub struct LoadOptions {
     pub verbose: bool,
     /// Count KVM exits per process (`kvm:kvm_exit`, `kvm:kvm_userspace_exit`).
     pub kvm_exits: bool,
+    /// Attach the enforcement (OOM, refused forks) and exec-privilege
+    /// programs.
+    pub claims: bool,
 }
 
 impl Default for LoadOptions {
@@ -105,6 +108,7 @@ impl Default for LoadOptions {
             access: TaskAccess::Auto,
             verbose: false,
             kvm_exits: false,
+            claims: true,
         }
     }
 }
@@ -192,6 +196,82 @@ pub fn ensure_tracefs() -> Result<()> {
     Ok(())
 }
 
+/// Byte offset of `field` in a tracepoint's record, from its tracefs
+/// `format` file (`\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;`).
+pub fn format_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|l| {
+        let mut parts = l.trim().split(';').map(str::trim);
+        let decl = parts.next()?.strip_prefix("field:")?;
+        if decl.rsplit([' ', '*']).next()? != field {
+            return None;
+        }
+        parts.find_map(|p| p.strip_prefix("offset:")?.parse().ok())
+    })
+}
+
+/// Where `syscalls:sys_exit_*` keeps `ret`, from the running kernel.
+fn sys_exit_ret_offset() -> Result<u32> {
+    let path = "/sys/kernel/tracing/events/syscalls/sys_exit_clone/format";
+    let format = fs::read_to_string(path).with_context(|| {
+        format!("read {path} (the kernel needs CONFIG_FTRACE_SYSCALLS and a mounted tracefs)")
+    })?;
+    format_field_offset(&format, "ret").with_context(|| format!("no `ret` field in {path}"))
+}
+
+/// The enforcement and privilege programs. A kernel without one of their
+/// hooks still runs everything else: the missing claim is one warning.
+fn attach_claims(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    access: TaskAccess,
+    have_offsets: bool,
+    exit_ret: bool,
+) {
+    if access == TaskAccess::ProbeRead {
+        // The enforcement and privilege programs come in the BTF flavour only.
+        eprintln!("warning: OOM kills, refused forks and privileges at exec not observed: their programs need bpf_get_current_task_btf (Linux 5.11 or later)");
+        return;
+    }
+    let warn = |what: &str, r: Result<()>| {
+        if let Err(e) = r {
+            eprintln!("warning: {what} not observed: {e:#}");
+        }
+    };
+    warn(
+        "OOM kills",
+        attach(ebpf, btf, access, PROG_OOM_VICTIM, "mark_victim"),
+    );
+    if exit_ret {
+        warn("refused forks", attach_fork_exits(ebpf));
+    }
+    if have_offsets {
+        warn(
+            "privileges at exec",
+            attach(ebpf, btf, access, PROG_EXEC_PRIVILEGE, "sched_process_exec"),
+        );
+    }
+}
+
+fn attach_fork_exits(ebpf: &mut Ebpf) -> Result<()> {
+    let p: &mut aya::programs::TracePoint = ebpf
+        .program_mut(PROG_FORK_REFUSED)
+        .with_context(|| format!("program {PROG_FORK_REFUSED} missing from the eBPF object"))?
+        .try_into()?;
+    p.load().context("load syscalls:sys_exit_clone")?;
+    for sc in FORK_SYSCALLS {
+        let tp = format!("sys_exit_{sc}");
+        // clone3 and vfork are missing on some architectures.
+        if sc != "clone"
+            && !std::path::Path::new(&format!("/sys/kernel/tracing/events/syscalls/{tp}")).exists()
+        {
+            continue;
+        }
+        p.attach("syscalls", &tp)
+            .with_context(|| format!("attach syscalls:{tp}"))?;
+    }
+    Ok(())
+}
+
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
 /// account it to the memory cgroup and ignore the limit.
 fn raise_memlock(release: &str) {
@@ -275,6 +355,17 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     let offsets = kernel_btf
         .kernel_offsets()
         .with_context(|| format!("resolve kernel structure offsets from BTF on Linux {release}"))?;
+    let exit_ret = if opts.floor_only {
+        None
+    } else {
+        sys_exit_ret_offset()
+            .map_err(|e| eprintln!("warning: refused forks not observed: {e:#}"))
+            .ok()
+    };
+    let claim_offsets = kernel_btf
+        .claim_offsets(exit_ret.unwrap_or(0))
+        .map_err(|e| eprintln!("warning: privileges at exec not observed: {e:#}"))
+        .ok();
     let access = match opts.access {
         TaskAccess::Auto if kernel_btf.has_helper("get_current_task_btf") => TaskAccess::Btf,
         TaskAccess::Auto => TaskAccess::ProbeRead,
@@ -331,6 +422,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
             }),
             true,
         )
+        .set_global(
+            GLOBAL_CLAIM_OFFSETS,
+            &claim_offsets.unwrap_or_default(),
+            true,
+        )
         .set_max_entries(MAP_EVENTS, ring)
         .load(OBJECT)
         .context("load the eBPF object into the kernel")?;
@@ -360,6 +456,15 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         attach(&mut ebpf, &btf, a, PROG_SWITCH, "sched_switch")?;
         attach(&mut ebpf, &btf, a, PROG_CGROUP_MKDIR, "cgroup_mkdir")?;
         attach(&mut ebpf, &btf, a, PROG_CGROUP_RMDIR, "cgroup_rmdir")?;
+        if opts.claims {
+            attach_claims(
+                &mut ebpf,
+                &btf,
+                access,
+                claim_offsets.is_some(),
+                exit_ret.is_some(),
+            );
+        }
     }
     let mut kvm_attached = false;
     if kvm_fields.is_some() {
@@ -454,5 +559,16 @@ mod tests {
         assert!(tracefs_mounted(with));
         assert!(!tracefs_mounted(debugfs_only));
         assert!(!tracefs_mounted(""));
+    }
+
+    /// Linux 6.18's `events/syscalls/sys_exit_clone/format`.
+    #[test]
+    fn reads_a_field_offset_from_a_tracepoint_format() {
+        let format = "name: sys_exit_clone\nID: 176\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n\nprint fmt: \"0x%lx\", REC->ret\n";
+        assert_eq!(format_field_offset(format, "ret"), Some(16));
+        assert_eq!(format_field_offset(format, "__syscall_nr"), Some(8));
+        assert_eq!(format_field_offset(format, "common_pid"), Some(4));
+        assert_eq!(format_field_offset(format, "nope"), None);
+        assert_eq!(format_field_offset("", "ret"), None);
     }
 }

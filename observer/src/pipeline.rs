@@ -25,6 +25,7 @@ use crate::{
     account::Account,
     aggregate::Loss,
     attribute::{Attributed, Attributor, Lifecycle},
+    claims::Claims,
     cli::{Format, Mode, WatchArgs},
     container::{docker::NameReply, v1::V1Attribution, Registry},
     decode::{cstr, Event},
@@ -76,6 +77,8 @@ pub struct Pipeline {
     pub attribute: Attributor,
     pub account: Account,
     pub render: Render,
+    /// Limits, enforcement and privilege per container.
+    pub claims: Claims,
     pub taps: Taps,
     /// `--metrics`: fed every summary interval.
     pub metrics: Option<crate::metrics::Metrics>,
@@ -98,6 +101,7 @@ impl Pipeline {
             attribute: Attributor::new(&args, registry),
             account: Account::new(args.mode == Mode::Count),
             render: Render::new(&args, sink, clock),
+            claims: Claims::from_host(crate::kernel_info::HostNamespaces::read()),
             taps: Taps::default(),
             metrics: None,
             out: Vec::new(),
@@ -155,8 +159,32 @@ impl Pipeline {
     }
 
     pub fn event(&mut self, ev: Event) {
+        self.read_cgroup_files(&ev);
         self.attribute.event(ev, &mut self.out);
         self.flow();
+    }
+
+    /// A container's cgroup files, read as its exec or an enforcement
+    /// arrives: its events may wait for its name while the cgroup goes.
+    fn read_cgroup_files(&mut self, ev: &Event) {
+        let (cg, always) = match ev {
+            Event::Enforced(r) => (r.header.cgroup_id, true),
+            Event::Exec(r) => (r.header.cgroup_id, false),
+            _ => return,
+        };
+        if !always && self.claims.files.last(cg).is_some() {
+            return;
+        }
+        let Some(path) = self
+            .attribute
+            .registry
+            .peek(cg)
+            .and_then(|s| s.container.as_ref())
+            .map(|c| c.cgroup.clone())
+        else {
+            return;
+        };
+        self.claims.files.refresh(cg, &path);
     }
 
     /// Moves what attribution handed on through accounting and rendering.
@@ -166,15 +194,24 @@ impl Pipeline {
             match a {
                 Attributed::Task {
                     ev,
-                    container,
                     json,
-                } => {
-                    self.account.task(&ev);
-                    if let (Some(w), Event::Syscall(r)) = (self.web.as_mut(), &ev) {
-                        sample(w, &self.account, self.render.clock, r);
+                    container,
+                } => match (&ev, &container) {
+                    (Event::Privilege(r), _) => self.claims.exec_privilege(r),
+                    (Event::Enforced(r), Some(c)) => {
+                        if let Some(e) = self.claims.enforced(c, &json, r) {
+                            self.render.enforced(&e);
+                        }
                     }
-                    self.render.task(&ev, container.as_deref(), &json);
-                }
+                    (Event::Enforced(_), None) => {}
+                    _ => {
+                        self.account.task(&ev);
+                        if let (Some(w), Event::Syscall(r)) = (self.web.as_mut(), &ev) {
+                            sample(w, &self.account, self.render.clock, r);
+                        }
+                        self.render.task(&ev, container.as_deref(), &json);
+                    }
+                },
                 Attributed::Lifecycle(l) => {
                     match &l {
                         Lifecycle::Start {
@@ -182,7 +219,13 @@ impl Pipeline {
                             container,
                             json,
                             cgroup_id,
-                        } => self.roster.start(*cgroup_id, container, json, *ts),
+                            startup,
+                        } => {
+                            self.roster.start(*cgroup_id, container, json, *ts);
+                            if let Some(s) = startup {
+                                self.claims.started(container, *cgroup_id, *s);
+                            }
+                        }
                         Lifecycle::Exit { ts, cgroup_id, .. } => {
                             self.roster.exit(*cgroup_id, *ts, Instant::now());
                         }
@@ -237,6 +280,7 @@ impl Pipeline {
         for &cg in &removed {
             self.account.forget(cg);
             self.render.forget(cg);
+            self.claims.forget(cg);
         }
         removed
     }
@@ -258,12 +302,15 @@ impl Pipeline {
         let iv = self.account.interval(k, self.args.mode == Mode::Count);
         let mut loss = self.account.loss(k);
         loss.dropped_by_daemon += self.render.sink.dropped_lines;
-        let entries = summary::entries(
+        let mut entries = summary::entries(
             iv,
             &mut self.attribute,
             self.args.host,
             self.args.mode == Mode::Stream,
         );
+        for e in self.claims.interval(&mut entries, boot_ns()) {
+            self.render.enforced(&e);
+        }
         if let Some(m) = self.metrics.as_mut() {
             let interval: Vec<_> = entries
                 .iter()

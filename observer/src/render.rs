@@ -143,6 +143,7 @@ impl Render {
                 ts,
                 json,
                 cgroup_id,
+                startup,
                 ..
             } => {
                 o.str("type", "container")
@@ -150,6 +151,14 @@ impl Render {
                     .i64("ts", self.clock.saturating_add_unsigned(*ts))
                     .raw("container", json)
                     .u64("cgroup_id", *cgroup_id);
+                match startup {
+                    Some(s) => o
+                        .f64("start_ms", s.start_ms)
+                        .u64("runtime_setup_syscalls", s.runtime_setup_syscalls),
+                    None => o
+                        .raw("start_ms", "null")
+                        .raw("runtime_setup_syscalls", "null"),
+                };
             }
             Lifecycle::Exit {
                 ts,
@@ -167,6 +176,29 @@ impl Render {
                     .f64("lifetime_ms", (lifetime_ms * 1000.0).round() / 1000.0);
             }
         }
+        o.end();
+    }
+
+    /// `{"type":"enforced", …}`: a limit the kernel enforced.
+    pub fn enforced(&mut self, e: &crate::claims::Enforced) {
+        if !self.json_out() {
+            return;
+        }
+        let mut o = Obj::new(&mut self.sink.buf);
+        o.str("type", "enforced")
+            .i64("ts", self.clock.saturating_add_unsigned(e.ts))
+            .str("kind", e.kind)
+            .raw("container", &e.json)
+            .u64("cgroup_id", e.cgroup_id);
+        match &e.task {
+            Some((pid, comm)) => o.u64("pid", (*pid).into()).str("comm", comm),
+            None => o.raw("pid", "null").raw("comm", "null"),
+        };
+        o.u64("count", e.count);
+        match e.limit {
+            Some(l) => o.u64("limit", l),
+            None => o.raw("limit", "null"),
+        };
         o.end();
     }
 
@@ -216,7 +248,7 @@ impl Render {
                 .collect();
             let cpu_ns: BTreeMap<String, u64> =
                 e.cpu.iter().map(|(c, ns)| (c.to_string(), *ns)).collect();
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "container": serde_json::from_str::<serde_json::Value>(&e.json).unwrap_or(serde_json::Value::Null),
                 "cgroup_id": e.cgroup_id,
                 "pidns": g.pidns,
@@ -237,6 +269,20 @@ impl Render {
                 "first_seen": (g.first_seen > 0).then(|| self.clock.saturating_add_unsigned(g.first_seen)),
                 "last_seen": (g.last_seen > 0).then(|| self.clock.saturating_add_unsigned(g.last_seen)),
             });
+            if let (Some(c), serde_json::Value::Object(m)) = (&e.claims, &mut v) {
+                m.insert("limits".into(), serde_json::json!(c.limits));
+                m.insert("usage".into(), serde_json::json!(c.usage));
+                m.insert("enforced".into(), serde_json::json!(c.enforced));
+                m.insert(
+                    "start_ms".into(),
+                    serde_json::json!(c.startup.map(|s| s.start_ms)),
+                );
+                m.insert(
+                    "runtime_setup_syscalls".into(),
+                    serde_json::json!(c.startup.map(|s| s.runtime_setup_syscalls)),
+                );
+                m.insert("privilege".into(), serde_json::json!(c.privilege));
+            }
             list.push(v);
         }
         let k = &self.kernel;
@@ -274,6 +320,8 @@ impl Render {
                 cgroup_id: Some(cg),
                 group: Default::default(),
                 cpu: BTreeMap::new(),
+                // Idle in the interval: its claims come with its next entry.
+                claims: None,
             })
             .collect();
         let mut rows: Vec<table::Row> = s
@@ -315,6 +363,12 @@ impl Render {
                     syscalls_per_sec: g.total as f64 / s.interval_s,
                     top,
                     cpu_share: e.cpu.values().sum::<u64>() as f64 / capacity,
+                    risks: e
+                        .claims
+                        .as_ref()
+                        .and_then(|c| c.privilege.as_ref())
+                        .map(|p| p.risks())
+                        .unwrap_or_default(),
                 }
             })
             .collect();

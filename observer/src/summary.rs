@@ -39,6 +39,8 @@ pub struct Entry {
     pub group: Group,
     /// On-CPU ns in the interval, per CPU.
     pub cpu: BTreeMap<u32, u64>,
+    /// Limits, usage, enforcement, start and privilege (containers only).
+    pub claims: Option<crate::claims::EntryClaims>,
 }
 
 /// The entries of an interval: shown cgroups only, sorted by cgroup ID, the
@@ -82,6 +84,7 @@ pub fn entries(iv: Interval, attr: &mut Attributor, host: bool, stream: bool) ->
             cgroup_id: Some(cg),
             group: g,
             cpu,
+            claims: None,
         });
     }
     if host && host_cgroups > 0 {
@@ -91,6 +94,7 @@ pub fn entries(iv: Interval, attr: &mut Attributor, host: bool, stream: bool) ->
             cgroup_id: None,
             group: host_group,
             cpu: host_cpu,
+            claims: None,
         });
     }
     entries

@@ -333,19 +333,27 @@ impl Bench {
                 t.stop()?;
                 ns
             }
-            "count" => {
-                let t = observer(&["--mode", "count", "--output", "/dev/null"], 4)?;
+            "count" | "count_no_claims" => {
+                let mut args = vec!["--mode", "count", "--output", "/dev/null"];
+                if name == "count_no_claims" {
+                    args.push("--no-claims");
+                }
+                let t = observer(&args, 4)?;
                 let ns = self.getppid_ns(true)?;
                 t.stop()?;
                 ns
             }
-            "stream_null" | "stream_file" => {
-                let out = if name == "stream_null" {
-                    "/dev/null"
-                } else {
+            "stream_null" | "stream_file" | "stream_null_no_claims" => {
+                let out = if name == "stream_file" {
                     file_s.as_str()
+                } else {
+                    "/dev/null"
                 };
-                let t = observer(&["--output", out], 7)?;
+                let mut args = vec!["--output", out];
+                if name == "stream_null_no_claims" {
+                    args.push("--no-claims");
+                }
+                let t = observer(&args, 7)?;
                 let ns = self.getppid_ns(true)?;
                 t.stop()?;
                 let _ = fs::remove_file(&file);
@@ -755,7 +763,7 @@ fn overhead_table(r: &Value, command: &str) -> String {
         m["cpu"].as_str().unwrap_or("?"),
         if m["bpf_stats_enabled"] == true { 1 } else { 0 },
         r["rounds"],
-        if r["quick"] == true { " --quick" } else { "" },
+        flags,
         m["date"].as_str().unwrap_or("?"),
     );
     s.push_str("| phase | ns per getppid (median, min–max) | ratio to off | ns added |\n|---|---|---|---|\n");
@@ -882,6 +890,34 @@ pub fn validate(r: &Value) -> Result<()> {
     Ok(())
 }
 
+/// Only the per-syscall cost of the given phases, interleaved with `off`
+/// as in the full run: `target/bench/phases.{json,md}`.
+pub fn run_phases(
+    observer: PathBuf,
+    workload: PathBuf,
+    phases: &[String],
+    rounds: usize,
+) -> Result<()> {
+    let b = Bench::new(observer, workload, false)?;
+    let phases: Vec<&str> = phases.iter().map(String::as_str).collect();
+    let overhead = b.overhead(&phases, rounds)?;
+    let report = json!({
+        "machine": machine(), "quick": false, "rounds": rounds, "phases": phases,
+        "overhead": overhead,
+    });
+    let md = overhead_table(
+        &report,
+        &format!("bench --phases {} --rounds {rounds}", phases.join(",")),
+    );
+    fs::write(
+        b.out_dir.join("phases.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    fs::write(b.out_dir.join("phases.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
 pub fn run(observer: PathBuf, workload: PathBuf, quick: bool) -> Result<()> {
     if which("bpftrace").is_none() {
         if let Err(e) = apt_install(&["bpftrace"]) {
@@ -901,7 +937,11 @@ pub fn run(observer: PathBuf, workload: PathBuf, quick: bool) -> Result<()> {
     let mut phases = vec![
         "floor",
         "floor_classic",
+        // The same two with and without the enforcement and privilege
+        // programs: what they add per syscall.
+        "count_no_claims",
         "count",
+        "stream_null_no_claims",
         "stream_null",
         "stream_file",
         "stream_filtered",

@@ -68,6 +68,13 @@ enum Cmd {
         /// target/bench/fallback.{json,md}.
         #[arg(long, conflicts_with = "web_clients")]
         fallback: bool,
+        /// Only the per-syscall cost of these phases (comma-separated, e.g.
+        /// count_no_claims,count), each between two `off` phases.
+        #[arg(long, value_delimiter = ',')]
+        phases: Vec<String>,
+        /// Rounds for --phases.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// Containers created and destroyed every second for N minutes while the
     /// observer runs; prints its memory over time.
@@ -120,11 +127,16 @@ fn main() {
             quick,
             web_clients,
             fallback,
+            phases,
+            rounds,
         } => build::build_all(true).and_then(|observer| {
             let workload = observer.with_file_name("observer-workload");
             match web_clients {
                 Some(n) => bench::run_web(observer, workload, n, quick),
                 None if fallback => bench::run_fallback(observer, workload, quick),
+                None if !phases.is_empty() => {
+                    bench::run_phases(observer, workload, &phases, rounds)
+                }
                 None => bench::run(observer, workload, quick),
             }
         }),

@@ -88,6 +88,17 @@ struct Args {
     identity_changes: Option<String>,
     #[arg(long)]
     identity_exec: Option<String>,
+    /// Fork this many children that wait, counting the forks the kernel
+    /// refuses with EAGAIN (a pids limit); prints both counts.
+    #[arg(long)]
+    fork_past: Option<u64>,
+    /// Allocate and touch this many MiB, 1 MiB at a time (past a memory
+    /// limit: the OOM killer ends it).
+    #[arg(long)]
+    alloc_mb: Option<u64>,
+    /// Spin on the CPU for this many seconds (under a CPU quota: throttled).
+    #[arg(long)]
+    spin_seconds: Option<f64>,
 }
 
 /// Whether the thread-group leader has exited: `/proc/self/stat` shows the
@@ -260,6 +271,47 @@ fn exec_from_thread(prog: &str, calls: u64) -> ! {
     std::process::exit(1)
 }
 
+/// Tries `n` forks; the children block on a pipe until the parent is done,
+/// so that each success holds a PID. Returns (forked, refused with EAGAIN).
+fn fork_past(n: u64) -> (u64, u64) {
+    let mut fds = [0; 2];
+    // SAFETY: valid array of two fds.
+    check(unsafe { libc::pipe(fds.as_mut_ptr()) } as i64, "pipe");
+    let (mut forked, mut eagain) = (0u64, 0u64);
+    let mut children = Vec::new();
+    for _ in 0..n {
+        // SAFETY: the child only calls async-signal-safe functions.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let mut b = [0u8; 1];
+            // SAFETY: reads into a local byte; returns at EOF.
+            unsafe {
+                libc::close(fds[1]);
+                libc::read(fds[0], b.as_mut_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        if pid > 0 {
+            forked += 1;
+            children.push(pid);
+        } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            eagain += 1;
+        } else {
+            check(-1, "fork");
+        }
+    }
+    // SAFETY: closing our ends releases the children; then reap them.
+    unsafe {
+        libc::close(fds[1]);
+        libc::close(fds[0]);
+        for pid in children {
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+        }
+    }
+    (forked, eagain)
+}
+
 /// fork + exec /bin/true, `n` times; ns per round trip.
 fn spawn_loop(n: u64) -> f64 {
     let start = Instant::now();
@@ -414,6 +466,35 @@ fn main() {
     }
     if let Some(cg) = &args.identity_changes {
         identity_changes(cg, args.identity_exec.as_deref());
+    }
+    if let Some(n) = args.fork_past {
+        let (forked, eagain) = fork_past(n);
+        println!(
+            "{}",
+            serde_json::json!({"tried": n, "forked": forked, "eagain": eagain})
+        );
+        return;
+    }
+    if let Some(mb) = args.alloc_mb {
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        for i in 0..mb {
+            // Touched: the pages are charged to the memory cgroup.
+            held.push(vec![1u8; 1 << 20]);
+            if i % 8 == 0 {
+                eprintln!("observer-workload: {} MiB", i + 1);
+            }
+        }
+        println!("{}", serde_json::json!({"allocated_mb": held.len()}));
+        return;
+    }
+    if let Some(secs) = args.spin_seconds {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed().as_secs_f64() < secs {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+        println!("{}", serde_json::json!({"spun_s": secs}));
+        return;
     }
     if let Some(n) = args.spawn {
         println!(

@@ -215,9 +215,12 @@ pub fn event(buf: &mut Vec<u8>, ev: &crate::decode::Event, tail: &str, clock: i6
             buf.extend_from_slice(b",\"signal\":");
             num(buf, r.exit_code & 0x7f);
         }
-        Event::Task(_) | Event::TaskGone(_) | Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => {
-            return
-        }
+        Event::Task(_)
+        | Event::TaskGone(_)
+        | Event::CgroupMkdir(_)
+        | Event::CgroupRmdir(_)
+        | Event::Enforced(_)
+        | Event::Privilege(_) => return,
     }
     buf.extend_from_slice(tail.as_bytes());
 }

@@ -17,6 +17,9 @@ pub struct Row {
     /// an entry without a rate (NaN) is a note, shown as its text alone.
     pub top: Vec<(String, f64)>,
     pub cpu_share: f64,
+    /// What lets it reach the shared kernel or the host, in the lesson's
+    /// words (empty: nothing): a line each under its row.
+    pub risks: Vec<String>,
 }
 
 /// What the screen looks like around the rows.
@@ -252,6 +255,9 @@ pub fn render(rows: &[Row], f: &Footer, view: &View) -> String {
             "{}",
             line(&r.name, &cells, &rate(r.syscalls_per_sec), Some(&top))
         );
+        for risk in &r.risks {
+            let _ = writeln!(s, "{}", truncate(&format!("  ! {risk}"), view.width));
+        }
     }
     if shown < rows.len() {
         let _ = writeln!(
@@ -362,6 +368,7 @@ mod tests {
                 ("read".into(), rate * 0.05),
             ],
             cpu_share: 0.25,
+            risks: Vec::new(),
         }
     }
 
