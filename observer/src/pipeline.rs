@@ -167,9 +167,14 @@ impl Pipeline {
     /// A container's cgroup files, read as its exec or an enforcement
     /// arrives: its events may wait for its name while the cgroup goes.
     fn read_cgroup_files(&mut self, ev: &Event) {
+        // Runtimes write the limits after `runc init` joined the cgroup:
+        // the container's own command's exec reads them again.
         let (cg, always) = match ev {
             Event::Enforced(r) => (r.header.cgroup_id, true),
-            Event::Exec(r) => (r.header.cgroup_id, false),
+            Event::Exec(r) => (
+                r.header.cgroup_id,
+                crate::claims::own_command(cstr(&r.header.comm), cstr(&r.filename)),
+            ),
             _ => return,
         };
         if !always && self.claims.files.last(cg).is_some() {
