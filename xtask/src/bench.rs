@@ -763,7 +763,7 @@ fn overhead_table(r: &Value, command: &str) -> String {
         m["cpu"].as_str().unwrap_or("?"),
         if m["bpf_stats_enabled"] == true { 1 } else { 0 },
         r["rounds"],
-        flags,
+        if r["quick"] == true { " --quick" } else { "" },
         m["date"].as_str().unwrap_or("?"),
     );
     s.push_str("| phase | ns per getppid (median, min–max) | ratio to off | ns added |\n|---|---|---|---|\n");
