@@ -32,7 +32,7 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 pub const MAX_HELD: usize = 16_384;
 
 /// How long a start record waits for the container's own command's exec.
-const START_WAIT_NS: u64 = 5_000_000_000;
+const START_WAIT_NS: u64 = 2_500_000_000;
 
 /// A container's start (its first event seen) or exit (its last cgroup
 /// removed): the `container` records, and what live views follow.
@@ -465,8 +465,10 @@ impl Attributor {
         }
     }
 
+    /// Whether events wait for a name still on its way (not for a start,
+    /// which no reply ends: at exit those go out at once).
     pub fn has_held(&self) -> bool {
-        !self.held.is_empty()
+        self.held.keys().any(|&cg| self.registry.awaiting_name(cg))
     }
 
     /// At exit: everything still waiting for a name goes out as it is.
