@@ -10,23 +10,6 @@ use std::{process::Command, time::Instant};
 use common::*;
 use serde_json::Value;
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &fake_id()[..12])
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The workload binary and the host's C library, read-only, so that the
 /// busybox image can run it as `/workload`.
 fn workload_mounts() -> Vec<String> {

@@ -196,19 +196,6 @@ fn podman_out(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// `GET /metrics` on the container's own loopback, from inside its network
 /// namespace (a pod's port is the pod's: nothing is published on the host).
 fn scrape_in_netns(pid: u32, port: u16) -> Option<String> {
@@ -383,7 +370,7 @@ fn the_daemonset_pod_spec_runs_for_real() {
     // A workload container making exactly 1000 getppid calls.
     let cidfile = std::env::temp_dir().join(format!("{name}-wl.cid"));
     let _ = std::fs::remove_file(&cidfile);
-    docker(&[
+    common::docker(&[
         "run",
         "--rm",
         "--network",

@@ -4,28 +4,10 @@
 
 mod common;
 
-use std::{collections::HashSet, process::Command, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use common::*;
 use serde_json::Value;
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &fake_id()[..12])
-}
-
-/// `docker ARGS`, returning stdout; panics with stderr on failure.
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `docker run --rm --network none` with a known name and ID.
 fn run_rm(image: &str, name: &str, extra: &[&str], cmd: &[&str]) -> (String, String) {

@@ -299,6 +299,25 @@ impl Records {
     }
 }
 
+/// A name unique to this run: `PREFIX-` and 12 hex digits.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &fake_id()[..12])
+}
+
+/// `docker ARGS`, returning stdout; panics with stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A free loopback port (bound, then released for the child to take).
 pub fn free_addr() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
