@@ -206,11 +206,24 @@ fn the_demo_sets_a_container_and_a_vm_side_by_side() {
         "observer-test-vm-demo-{}.jsonl",
         std::process::id()
     ));
-    let child = demo(&g, &["--image", &image, "--calls", "500"], &stream)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start observer demo --vm");
+    // With --web: the room's page shows the VM beside the containers.
+    let addr = common::free_addr();
+    let mut child = demo(
+        &g,
+        &[
+            "--image",
+            &image,
+            "--calls",
+            "500",
+            "--web",
+            &addr.to_string(),
+        ],
+        &stream,
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::inherit())
+    .spawn()
+    .expect("start observer demo --vm");
     let pid = child.id();
     // A time box around the whole demo: kill it past 6 minutes.
     let guard = std::thread::spawn(move || {
@@ -219,17 +232,55 @@ fn the_demo_sets_a_container_and_a_vm_side_by_side() {
         // the PID not reused within the test).
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     });
-    let out = child.wait_with_output().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut printed = Vec::new();
+    while let Ok(l) = rx.recv() {
+        let done = l.contains("The page stays live at");
+        printed.push(l);
+        if done {
+            break;
+        }
+    }
+    // The page renders once per interval: the VM's card follows within one.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let page = loop {
+        let (status, body) = common::http_get(addr, "/api/state").unwrap_or_else(|| {
+            panic!(
+                "the page does not answer after the verdict:\n{}",
+                printed.join("\n")
+            )
+        });
+        assert_eq!(status, 200);
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if page["vm"]["state"] != "booting" || Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // SAFETY: kill(2) on the demo we started.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let st = common::wait_for(&mut child, Duration::from_secs(60), "the demo after Ctrl-C");
     drop(guard);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed ({}): {}\n{stdout}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    printed.extend(rx.try_iter());
+    let stdout = printed.join("\n");
+    assert!(st.success(), "demo failed ({st}):\n{stdout}");
     let records = common::json_lines(&stream);
     let host = KernelInfo::read();
+    // The page's VM card holds the VM's own kernel and the host's zero.
+    let shown = &page["vm"];
+    assert_eq!(shown["state"], "reported", "{page}");
+    assert_eq!(shown["guest_reported"], 500, "{shown}");
+    assert_eq!(shown["host_saw"], 0, "{shown}");
+    assert_ne!(shown["boot_id"], host.boot_id.as_str(), "{shown}");
     let vm = records
         .iter()
         .find(|r| r["type"] == "vm")

@@ -367,6 +367,7 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
         }
     }
     if let Some(vm) = &mut vm {
+        crate::web::publish_vm(serde_json::json!({"type": "vm", "state": "booting"}));
         if let Err(e) = vm.run_container(image.as_deref()).await {
             notes.push(format!("{e:#}"));
         }
@@ -406,6 +407,21 @@ pub async fn run(args: DemoArgs, mut watch: WatchArgs) -> Result<()> {
     let mut extra = Vec::new();
     if let Some(vm) = &vm {
         let (records, table) = vm.verdict(&records);
+        // The page shows the VM beside the containers: its record, or
+        // why it could not run.
+        let shown = match records.iter().find(|r| r["type"] == "vm") {
+            Some(v) => {
+                let mut v = v.clone();
+                v["state"] = "reported".into();
+                v
+            }
+            None => serde_json::json!({
+                "type": "vm",
+                "state": "failed",
+                "error": vm.error.clone().unwrap_or_default(),
+            }),
+        };
+        crate::web::publish_vm(shown);
         extra = records;
         println!(
             "\nThe same workload ({} getppid calls) in a container and as a VM's /init, side by side:\n",

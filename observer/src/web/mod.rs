@@ -10,7 +10,10 @@
 pub mod server;
 pub mod state;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
 
 use anyhow::Result;
 use tokio::sync::{broadcast, watch};
@@ -91,9 +94,27 @@ impl Feed {
     }
 }
 
+/// The demo's VM as the page shows it. The pipeline knows a VM only as its
+/// VMM, one host process; the demo, which boots it, publishes what it knows
+/// (booting, then its `vm` record), and each state rendered after carries it
+/// as `"vm"`.
+static VM: Mutex<Option<serde_json::Value>> = Mutex::new(None);
+
+/// Publishes the demo's VM for the page (from the next rendered state on).
+pub fn publish_vm(vm: serde_json::Value) {
+    *VM.lock().unwrap_or_else(|e| e.into_inner()) = Some(vm);
+}
+
 fn render(room: &Room, roster: &Roster) -> Snapshot {
     let uptime = uptime_s();
-    let r = room.render(roster, uptime);
+    let mut r = room.render(roster, uptime);
+    let vm = VM.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(vm) = vm {
+        if let Ok(serde_json::Value::Object(mut state)) = serde_json::from_str(&r.state) {
+            state.insert("vm".into(), vm);
+            r.state = serde_json::Value::Object(state).to_string();
+        }
+    }
     Snapshot {
         kernel: room.kernel_json(uptime).to_string(),
         state: r.state,

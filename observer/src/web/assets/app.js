@@ -150,6 +150,48 @@ function card(c) {
   return d;
 }
 
+// The demo's VM, beside the containers: its own kernel, and what this
+// kernel saw of it (only its VMM process).
+function vmCard(v) {
+  const d = el("section", "card vm");
+  d.id = "vm";
+  d.dataset.state = v.state;
+  const head = el("div", "card-head");
+  d.appendChild(head);
+  if (v.state === "booting") {
+    head.appendChild(el("h2", "name", "A VM beside them"));
+    head.appendChild(el("span", "badge", "booting…"));
+    d.appendChild(el("div", "meta", "QEMU with a kernel of its own; the same workload as its /init"));
+    return d;
+  }
+  if (v.state === "failed") {
+    head.appendChild(el("h2", "name", "A VM beside them"));
+    head.appendChild(el("span", "badge", "did not run"));
+    d.appendChild(el("div", "meta", v.error || ""));
+    return d;
+  }
+  head.appendChild(el("h2", "name", `A VM: Linux ${v.release}, a kernel of its own`));
+  head.appendChild(el("span", "badge", `booted in ${duration(v.boot_ms || 0)} (${v.accel})`));
+  d.appendChild(el("div", "meta mono", `boot ID ${v.boot_id}`));
+  const seen = el("div", "rate");
+  seen.dataset.hostSaw = v.host_saw;
+  seen.dataset.guestReported = v.guest_reported;
+  seen.append(
+    fmt(v.host_saw),
+    el("small", null, ` of its ${fmt(v.guest_reported)} ${v.workload_syscall} calls reached this kernel`),
+  );
+  d.appendChild(seen);
+  const rss = v.rss_bytes ? ` · ${fmt(v.rss_bytes / 1048576)} MiB resident` : "";
+  d.appendChild(
+    el(
+      "div",
+      "total",
+      `This kernel saw one process of it: QEMU, PID ${v.vmm_pid}, ${fmt(v.vmm_syscalls || 0)} syscalls of its own${rss}`,
+    ),
+  );
+  return d;
+}
+
 function render() {
   if (!state) return;
   renderKernel(state.kernel || kernel);
@@ -170,7 +212,7 @@ function render() {
   // Running ones first, then the exited ones, each in the order they came.
   const order = (c) => (c.state === "running" ? 0 : 1);
   const cards = state.containers.slice().sort((x, y) => order(x) - order(y));
-  main.replaceChildren(...cards.map(card));
+  main.replaceChildren(...(state.vm ? [vmCard(state.vm)] : []), ...cards.map(card));
   $("empty").hidden = state.containers.length > 0;
 }
 
