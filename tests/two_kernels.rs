@@ -8,7 +8,6 @@
 mod common;
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -47,68 +46,6 @@ impl Drop for Owned {
         let _ = self.0.wait();
         let _ = std::fs::remove_dir_all(&self.1);
     }
-}
-
-fn prometheus(targets: &[SocketAddr]) -> Option<(Owned, SocketAddr)> {
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        observer::privilege::skip_or_fail(
-            "no prometheus binary (apt-get install prometheus; `cargo xtask test` does)",
-        );
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("observer-prom-kernels-{}", fake_id()));
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: observer\n    static_configs:\n      - targets: [{}]\n",
-            list.join(", ")
-        ),
-    )
-    .unwrap();
-    let addr = free_addr();
-    let child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let owned = Owned(child, dir);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(addr, "/-/ready").is_none_or(|(s, _)| s != 200) {
-        assert!(Instant::now() < deadline, "prometheus not ready in 60 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Some((owned, addr))
-}
-
-fn query(prom: SocketAddr, promql: &str) -> Vec<Value> {
-    let q: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let (status, body) =
-        http_get(prom, &format!("/api/v1/query?query={q}")).expect("prometheus answers");
-    assert_eq!(status, 200, "{promql}: {body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
@@ -183,9 +120,10 @@ fn two_kernels_side_by_side_in_prometheus_and_the_cluster_view() {
         "--node",
         "host-kernel",
     ]);
-    let Some((_prom, prom)) = prometheus(&[host_metrics, guest_metrics]) else {
+    let Some(prometheus) = prometheus::Prometheus::start(&[host_metrics, guest_metrics]) else {
         return;
     };
+    let prom = prometheus.addr;
 
     common::vm::runtime().block_on(async {
         let t = Instant::now();
@@ -210,8 +148,7 @@ fn two_kernels_side_by_side_in_prometheus_and_the_cluster_view() {
 
         // Each kernel's container counted exactly, under its own node only.
         let by_node = |id: &str| {
-            query(
-                prom,
+            prometheus.query(
                 &format!(
                     "sum by (node) (observer_syscalls_total{{container_id=\"{id}\",syscall=\"getppid\"}})"
                 ),
@@ -233,7 +170,7 @@ fn two_kernels_side_by_side_in_prometheus_and_the_cluster_view() {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let kernels = query(prom, "count by (boot_id, node, release) (observer_kernel_info)");
+        let kernels = prometheus.query("count by (boot_id, node, release) (observer_kernel_info)");
         let boots: std::collections::BTreeMap<String, String> = kernels
             .iter()
             .map(|k| {
@@ -248,8 +185,7 @@ fn two_kernels_side_by_side_in_prometheus_and_the_cluster_view() {
         assert_eq!(boots["guest-kernel"], guest_boot);
         // None of the guest's syscalls under the host's kernel: the host's
         // observer has no series of the guest's container at all.
-        let leaked = query(
-            prom,
+        let leaked = prometheus.query(
             &format!("observer_syscalls_total{{node=\"host-kernel\",container_id=\"{guest_id}\"}}"),
         );
         assert!(leaked.is_empty(), "{leaked:?}");

@@ -14,6 +14,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod prometheus;
 pub mod vm;
 
 pub const OBSERVER: &str = env!("CARGO_BIN_EXE_observer");
