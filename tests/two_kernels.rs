@@ -20,23 +20,6 @@ use observer::vm::{
 };
 use serde_json::Value;
 
-fn find_module(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            if let Some(f) = find_module(&p, name) {
-                return Some(f);
-            }
-        } else if p
-            .file_name()
-            .is_some_and(|n| n == format!("{name}.ko").as_str())
-        {
-            return Some(p);
-        }
-    }
-    None
-}
-
 /// A child killed (and reaped) on drop, on every path.
 struct Owned(Child, PathBuf);
 
@@ -72,7 +55,7 @@ fn two_kernels_side_by_side_in_prometheus_and_the_cluster_view() {
         );
         return;
     }
-    let e1000 = find_module(&g.modules, "e1000")
+    let e1000 = common::vm::find_module(&g.modules, "e1000")
         .unwrap_or_else(|| panic!("e1000.ko in {}", g.modules.display()));
 
     // The guest: its own observer on its port 9464, then once that answers,

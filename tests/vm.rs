@@ -15,24 +15,6 @@ use observer::{
     },
 };
 
-/// `name.ko` somewhere under a kernel's lib/modules/<release>.
-fn find_module(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            if let Some(f) = find_module(&p, name) {
-                return Some(f);
-            }
-        } else if p
-            .file_name()
-            .is_some_and(|n| n == format!("{name}.ko").as_str())
-        {
-            return Some(p);
-        }
-    }
-    None
-}
-
 /// A TCG boot of Debian's kernel takes ~10 s here; leave room for a busy
 /// machine.
 const BOOT: Duration = Duration::from_secs(180);
@@ -96,7 +78,7 @@ fn a_kvm_guest_that_shows_no_progress_falls_back_to_tcg() {
     let modules: Vec<Entry> = ["e1000"]
         .iter()
         .map(|m| {
-            let host = find_module(&g.modules, m)
+            let host = common::vm::find_module(&g.modules, m)
                 .unwrap_or_else(|| panic!("{m}.ko in {}", g.modules.display()));
             Entry::file(&format!("/lib/modules/{m}.ko"), host, 0o644)
         })

@@ -72,3 +72,21 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime")
 }
+
+/// `name.ko` somewhere under a kernel's lib/modules/<release>.
+pub fn find_module(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_module(&p, name) {
+                return Some(f);
+            }
+        } else if p
+            .file_name()
+            .is_some_and(|n| n == format!("{name}.ko").as_str())
+        {
+            return Some(p);
+        }
+    }
+    None
+}
