@@ -17,7 +17,10 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::util::{apt_install, output, which, workspace_root};
+use crate::{
+    smaps,
+    util::{apt_install, output, which, workspace_root},
+};
 
 pub struct Bench {
     observer: PathBuf,
@@ -141,28 +144,37 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Resident kB of the process's BPF map mappings (the ring buffer's pages).
-fn bpf_mapped_rss_kb(pid: u32) -> u64 {
-    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
-    let mut in_bpf = false;
-    let mut total = 0;
-    for l in smaps.lines() {
-        if l.contains('-')
-            && l.split_whitespace().count() >= 5
-            && !l.starts_with(|c: char| c.is_ascii_uppercase())
-        {
-            in_bpf = l.contains("bpf");
-        } else if in_bpf {
-            if let Some(v) = l.strip_prefix("Rss:") {
-                total += v
-                    .split_whitespace()
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
+/// The largest resident memory (without the ring buffers) a process
+/// reaches while watched, with its breakdown at that moment: smaps read
+/// every 250 ms from a thread of the bench's own.
+struct MemoryPeak {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<smaps::Breakdown>,
+}
+
+impl MemoryPeak {
+    fn watch(pid: u32) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = smaps::Breakdown::default();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                match smaps::of(pid) {
+                    Some(b) if b.without_ring() > peak.without_ring() => peak = b,
+                    Some(_) => {}
+                    None => break,
+                }
+                std::thread::sleep(Duration::from_millis(250));
             }
-        }
+            peak
+        });
+        MemoryPeak { stop, thread }
     }
-    total
+
+    fn finish(self) -> smaps::Breakdown {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
 }
 
 /// Kernel memory charged for the maps a process holds (fdinfo `memlock`).
@@ -262,10 +274,14 @@ impl Bench {
     }
 
     fn observer(&self, args: &[&str], links: usize) -> Result<Tool> {
+        self.observer_bin(&self.observer, args, links)
+    }
+
+    fn observer_bin(&self, bin: &Path, args: &[&str], links: usize) -> Result<Tool> {
         let child = Command::new("taskset")
             .arg("-c")
             .arg("1")
-            .arg(&self.observer)
+            .arg(bin)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -443,6 +459,11 @@ impl Bench {
     }
 
     fn streamed(&self, rate: u64, secs: f64, web: Option<usize>) -> Result<Value> {
+        self.streamed_bin(&self.observer, rate, secs, web)
+    }
+
+    /// A sustained step run with the observer binary `bin`.
+    fn streamed_bin(&self, bin: &Path, rate: u64, secs: f64, web: Option<usize>) -> Result<Value> {
         let file = self.out_dir.join("sustained.jsonl");
         let file_s = file.to_string_lossy().into_owned();
         let addr = match web {
@@ -454,13 +475,15 @@ impl Bench {
             args.extend(["--web".to_owned(), a.clone()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let t = self.observer(&args, 7)?;
+        let t = self.observer_bin(bin, &args, 7)?;
         let pid = t.pid();
         let readers = match (web, &addr) {
             (Some(n), Some(a)) => Some(SseReaders::connect(a, n)?),
             _ => None,
         };
         let rss_before_load = status_kb(pid, "VmRSS:");
+        let mem_rest = smaps::of(pid).unwrap_or_default();
+        let peak = MemoryPeak::watch(pid);
         let workers = 2;
         let t0 = cpu_ns(pid);
         let start = Instant::now();
@@ -489,10 +512,15 @@ impl Bench {
         }
         let elapsed = start.elapsed().as_secs_f64();
         let cpu_s = (cpu_ns(pid) - t0) as f64 / 1e9;
+        let mem_peak = peak.finish();
         let hwm = status_kb(pid, "VmHWM:");
         let rss = status_kb(pid, "VmRSS:");
-        let ring_rss = bpf_mapped_rss_kb(pid);
+        let mem_end = smaps::of(pid).unwrap_or_default();
         let maps = map_memory(pid);
+        // At rest again: what the load left behind once the daemon has
+        // written everything out and a summary interval has passed.
+        std::thread::sleep(Duration::from_secs(2));
+        let mem_after = smaps::of(pid).unwrap_or_default();
         let web_clients = readers.map(SseReaders::finish).transpose()?;
         t.stop()?;
         // What the daemon received for the cgroup, and what was lost: from
@@ -533,9 +561,16 @@ impl Bench {
             "achieved_rate": achieved,
             "daemon_cpu_s": cpu_s,
             "cpu_s_per_million": cpu_s / (generated.max(1) as f64 / 1e6),
-            "vm_hwm_kb": hwm, "vm_rss_kb": rss, "ring_rss_kb": ring_rss,
-            "rss_without_ring_kb": rss.saturating_sub(ring_rss),
+            "vm_hwm_kb": hwm, "vm_rss_kb": rss, "ring_rss_kb": mem_end.ring,
+            // The ring buffers' pages excluded by their mappings.
+            "rss_without_ring_kb": mem_end.without_ring(),
             "rss_before_load_kb": rss_before_load,
+            "memory": {
+                "rest": mem_rest.to_json(),
+                "peak": mem_peak.to_json(),
+                "end": mem_end.to_json(),
+                "after": mem_after.to_json(),
+            },
             "maps": maps,
             "web_clients": web_clients,
         }))
@@ -820,6 +855,11 @@ fn markdown(r: &Value) -> String {
             st["rss_without_ring_kb"].as_f64().unwrap_or(0.0) / 1024.0,
         ));
     }
+    s.push_str("\nThe daemon's resident memory by holder (MiB, from /proc/PID/smaps; ring buffers: the `anon_inode:bpf-map` mappings):\n\n");
+    s.push_str(MEMORY_HEADER);
+    for st in r["sustained"].as_array().into_iter().flatten() {
+        s.push_str(&memory_rows(&format!("{}/s", st["rate"]), st));
+    }
     s.push_str(&format!(
         "\nHighest rate sustained with zero drops: {} events/s.\n",
         r["max_zero_drop_rate"]
@@ -844,6 +884,131 @@ fn markdown(r: &Value) -> String {
         mem as f64 / (1 << 20) as f64
     ));
     s
+}
+
+/// The header of a resident-memory table (MiB, from smaps).
+const MEMORY_HEADER: &str = "| step | moment | RSS without ring | ring buffers | text | binary data | libraries | heap | thread arenas | thread stacks | other anon | other |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+
+/// A sustained step's memory rows: at rest before the load, at the load's
+/// peak, and at rest after it.
+fn memory_rows(step: &str, st: &Value) -> String {
+    let mib = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN) / 1024.0;
+    let mut s = String::new();
+    for (moment, key) in [
+        ("at rest, before load", "rest"),
+        ("load, peak", "peak"),
+        ("at rest, 2 s after load", "after"),
+    ] {
+        let m = &st["memory"][key];
+        s.push_str(&format!(
+            "| {step} | {moment} | **{:.1}** | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            mib(m, "without_ring_kb"),
+            mib(m, "ring_kb"),
+            mib(m, "text_kb"),
+            mib(m, "binary_data_kb"),
+            mib(m, "libs_kb"),
+            mib(m, "heap_kb"),
+            mib(m, "arenas_kb"),
+            mib(m, "stacks_kb"),
+            mib(m, "anon_kb"),
+            mib(m, "other_kb"),
+        ));
+    }
+    s
+}
+
+/// `cargo xtask bench --memory`: sustained steps streaming JSON per event
+/// to a file, the daemon's resident memory by holder at rest, at the load's
+/// peak and after it; with `baseline`, the same steps with that binary,
+/// interleaved. Writes target/bench/memory.{json,md}.
+pub fn run_memory(
+    observer: PathBuf,
+    workload: PathBuf,
+    baseline: Option<PathBuf>,
+    rates: &[u64],
+    secs: f64,
+    rounds: usize,
+) -> Result<()> {
+    let b = Bench::new(observer.clone(), workload, false)?;
+    let mut bins = vec![("this build", observer)];
+    if let Some(p) = baseline {
+        bins.insert(0, ("baseline", p));
+    }
+    let mut steps = Vec::new();
+    for round in 1..=rounds {
+        for &rate in rates {
+            // Alternate which binary goes first, round by round.
+            let order: Vec<_> = if round % 2 == 1 {
+                bins.iter().collect()
+            } else {
+                bins.iter().rev().collect()
+            };
+            for (label, bin) in order {
+                eprintln!("bench: memory round {round}, {label}, {rate}/s for {secs} s");
+                let mut st = b.streamed_bin(bin, rate, secs, None)?;
+                st["round"] = json!(round);
+                st["binary"] = json!(label);
+                st["path"] = json!(bin.display().to_string());
+                steps.push(st);
+            }
+        }
+    }
+    let report = json!({
+        "machine": machine(), "rates": rates, "seconds": secs, "rounds": rounds,
+        "steps": steps,
+    });
+    let m = &report["machine"];
+    let mut md = format!(
+        "Machine: Linux {}, {} × {}; `cargo xtask bench --memory` on {}: getppid from 2 workers (CPU 0), \
+         the observer (CPU 1) streaming JSON per event to a file; resident memory from /proc/PID/smaps, MiB \
+         (ring buffers: the `anon_inode:bpf-map` mappings).\n\n",
+        m["kernel"].as_str().unwrap_or("?"),
+        m["cpus"],
+        m["cpu"].as_str().unwrap_or("?"),
+        m["date"].as_str().unwrap_or("?"),
+    );
+    md.push_str(MEMORY_HEADER);
+    for st in &steps {
+        let label = format!(
+            "{} {}/s r{}",
+            st["binary"].as_str().unwrap_or("?"),
+            st["rate"],
+            st["round"]
+        );
+        md.push_str(&memory_rows(&label, st));
+    }
+    md.push_str("\n| step | achieved/s | generated | received | lost | dropped | zero drops | CPU s per 1M | VmHWM MiB |\n|---|---|---|---|---|---|---|---|---|\n");
+    for st in &steps {
+        md.push_str(&format!(
+            "| {} {}/s r{} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.1} |\n",
+            st["binary"].as_str().unwrap_or("?"),
+            st["rate"],
+            st["round"],
+            st["achieved_rate"].as_f64().unwrap_or(0.0),
+            st["generated"],
+            st["received"],
+            st["lost"],
+            st["dropped_by_daemon"],
+            if st["zero_drops"] == true {
+                "yes"
+            } else {
+                "no"
+            },
+            st["cpu_s_per_million"].as_f64().unwrap_or(f64::NAN),
+            st["vm_hwm_kb"].as_f64().unwrap_or(0.0) / 1024.0,
+        ));
+    }
+    fs::write(
+        b.out_dir.join("memory.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    fs::write(b.out_dir.join("memory.md"), &md)?;
+    println!("{md}");
+    println!(
+        "Report: {}",
+        Path::new(&b.out_dir).join("memory.{json,md}").display()
+    );
+    Ok(())
 }
 
 /// The report is well formed: every figure the README table needs is there

@@ -9,6 +9,7 @@ mod fleet;
 mod guest;
 mod provision;
 mod runtimes;
+mod smaps;
 mod soak;
 mod util;
 
@@ -72,9 +73,25 @@ enum Cmd {
         /// count_no_claims,count), each between two `off` phases.
         #[arg(long, value_delimiter = ',')]
         phases: Vec<String>,
-        /// Rounds for --phases.
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
+        /// Only the daemon's memory: sustained steps streaming JSON to a
+        /// file, resident memory by holder (ring buffers, text, heap,
+        /// arenas, stacks…) at rest, at the load's peak and after it;
+        /// writes target/bench/memory.{json,md}.
+        #[arg(long, conflicts_with_all = ["web_clients", "fallback"])]
+        memory: bool,
+        /// With --memory: the same steps with this observer binary too,
+        /// interleaved (e.g. a copy of main's build).
+        #[arg(long, value_name = "PATH", requires = "memory")]
+        baseline: Option<std::path::PathBuf>,
+        /// With --memory: the rates (events/s) of the steps.
+        #[arg(long, value_delimiter = ',', default_values_t = [500_000u64, 1_000_000])]
+        rates: Vec<u64>,
+        /// With --memory: seconds per step.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Rounds for --phases (default 5) or --memory (default 1).
+        #[arg(long)]
+        rounds: Option<usize>,
     },
     /// Containers created and destroyed every second for N minutes while the
     /// observer runs; prints its memory over time.
@@ -128,14 +145,26 @@ fn main() {
             web_clients,
             fallback,
             phases,
+            memory,
+            baseline,
+            rates,
+            seconds,
             rounds,
         } => build::build_all(true).and_then(|observer| {
             let workload = observer.with_file_name("observer-workload");
             match web_clients {
                 Some(n) => bench::run_web(observer, workload, n, quick),
                 None if fallback => bench::run_fallback(observer, workload, quick),
+                None if memory => bench::run_memory(
+                    observer,
+                    workload,
+                    baseline,
+                    &rates,
+                    seconds,
+                    rounds.unwrap_or(1),
+                ),
                 None if !phases.is_empty() => {
-                    bench::run_phases(observer, workload, &phases, rounds)
+                    bench::run_phases(observer, workload, &phases, rounds.unwrap_or(5))
                 }
                 None => bench::run(observer, workload, quick),
             }
