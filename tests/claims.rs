@@ -97,10 +97,13 @@ fn an_oom_kill_is_attributed_to_its_container_and_pid() {
         .any(|e| e["limits"]["memory_bytes"] == 32u64 << 20 && e["enforced"]["oom_kill"] == 1));
 }
 
-#[test]
-fn refused_forks_are_counted_as_the_workload_counted_them() {
-    let Some(image) = docker_image() else { return };
-    let obs = Observer::start(&["--interval", "0.5"]);
+/// A `--pids-limit 16` container tries 40 forks; returns the records, the
+/// container's name and the workload's own count of EAGAIN failures.
+fn fork_past_a_pids_limit(observer_args: &[&str]) -> Option<(Records, String, u64)> {
+    let image = docker_image()?;
+    let mut args = vec!["--interval", "0.5"];
+    args.extend(observer_args);
+    let obs = Observer::start(&args);
     let name = unique("obs-pids");
     let mut extra = workload_mounts();
     extra.extend(["--pids-limit", "16"].map(String::from));
@@ -114,11 +117,46 @@ fn refused_forks_are_counted_as_the_workload_counted_them() {
     let refused = enforced(&rec, &name, "pids_limit");
     let total: u64 = refused.iter().map(|e| e["count"].as_u64().unwrap()).sum();
     assert_eq!(total, eagain, "{refused:?}");
-    assert!(refused
-        .iter()
-        .all(|e| e["limit"] == 16 && e["comm"] == "workload"));
+    assert!(refused.iter().all(|e| e["limit"] == 16), "{refused:?}");
     let e = entries(&rec, &name);
     assert!(e.iter().all(|e| e["limits"]["pids"] == 16), "{e:?}");
+    assert!(
+        e.iter().any(|e| e["enforced"]["pids_limit"] == eagain),
+        "the container's total: {e:?}"
+    );
+    Some((rec, name, eagain))
+}
+
+/// By default, from the pids controller's own counter (`pids.events`): no
+/// program on the syscall path, and no task named.
+#[test]
+fn refused_forks_are_counted_as_the_workload_counted_them() {
+    let Some((rec, name, _)) = fork_past_a_pids_limit(&[]) else {
+        return;
+    };
+    let refused = enforced(&rec, &name, "pids_limit");
+    assert!(
+        refused
+            .iter()
+            .all(|e| e["pid"].is_null() && e["comm"].is_null()),
+        "{refused:?}"
+    );
+}
+
+/// `--refused-fork-tasks`: the kernel program names the refused task, and
+/// the counter is not read as well (the same total, not twice it).
+#[test]
+fn refused_fork_tasks_name_the_workload() {
+    let Some((rec, name, _)) = fork_past_a_pids_limit(&["--refused-fork-tasks"]) else {
+        return;
+    };
+    let refused = enforced(&rec, &name, "pids_limit");
+    assert!(
+        refused
+            .iter()
+            .all(|e| e["comm"] == "workload" && e["pid"].as_u64() > Some(1)),
+        "{refused:?}"
+    );
 }
 
 #[test]

@@ -303,23 +303,14 @@ pub fn own_command(comm: &[u8], filename: &[u8]) -> bool {
 }
 
 /// Refused forks of one cgroup in the current interval.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Refused {
     count: u64,
-    pid: u32,
-    comm: String,
-    json: std::sync::Arc<str>,
-}
-
-impl Default for Refused {
-    fn default() -> Self {
-        Refused {
-            count: 0,
-            pid: 0,
-            comm: String::new(),
-            json: std::sync::Arc::from("null"),
-        }
-    }
+    /// The last task refused, where the kernel program named it
+    /// (`--refused-fork-tasks`); unknown from the cgroup's counter.
+    task: Option<(u32, String)>,
+    /// The container's JSON, once an event or a summary entry gave it.
+    json: Option<std::sync::Arc<str>>,
 }
 
 /// Per container, cumulative: the limits the kernel enforced on it.
@@ -432,6 +423,11 @@ pub struct Claims {
     totals: rustc_hash::FxHashMap<u64, EnforcedTotals>,
     host_ns: HostNamespaces,
     host_caps: u64,
+    /// Refused forks come from the kernel program on the fork syscalls'
+    /// exits (`--refused-fork-tasks`: with the task's pid and comm), not
+    /// from the cgroups' `pids.events` counters: one source per run, so
+    /// that no fork is counted twice.
+    pub refused_from_program: bool,
 }
 
 impl Claims {
@@ -444,11 +440,18 @@ impl Claims {
             totals: Default::default(),
             host_ns,
             host_caps,
+            refused_from_program: false,
         }
     }
 
     pub fn from_host(host_ns: HostNamespaces) -> Self {
         Claims::new(crate::limits::Layout::from_host(), host_ns, host_full_set())
+    }
+
+    /// See `refused_from_program`.
+    pub fn with_refused_from_program(mut self, yes: bool) -> Self {
+        self.refused_from_program = yes;
+        self
     }
 
     /// A container started: its limits are in place once its command runs.
@@ -500,22 +503,45 @@ impl Claims {
                 })
             }
             // -EAGAIN in a cgroup without a pids limit is RLIMIT_NPROC's.
-            observer_common::ENFORCED_PIDS_LIMIT if reading.limits.pids.is_some() => {
+            observer_common::ENFORCED_PIDS_LIMIT
+                if self.refused_from_program && reading.limits.pids.is_some() =>
+            {
                 let f = self.refused.entry(h.cgroup_id).or_default();
                 f.count += 1;
-                f.pid = h.pid;
-                f.comm = comm;
-                f.json = json.clone();
+                f.task = Some((h.pid, comm));
+                f.json = Some(json.clone());
                 None
             }
             _ => None,
         }
     }
 
+    /// Forks refused since the previous reading of the cgroup's counter.
+    fn count_refused(&mut self, cg: u64, grown: u64) {
+        if grown > 0 && !self.refused_from_program {
+            self.refused.entry(cg).or_default().count += grown;
+        }
+    }
+
+    /// A task of the container exited: when the container has a pids
+    /// limit, its refused-fork count is read now, while its cgroup is
+    /// still there (the runtime removes it, and the count with it, soon
+    /// after its last task exits, possibly before the next summary). One
+    /// small file read per exit, in limited containers only.
+    pub fn task_exit(&mut self, cg: u64, rel: &str) {
+        let limited = self.files.last(cg).is_some_and(|r| r.limits.pids.is_some());
+        if self.refused_from_program || !limited {
+            return;
+        }
+        let grown = self.files.refresh_refused(cg, rel);
+        self.count_refused(cg, grown);
+    }
+
     /// At a summary: reads each shown container's cgroup files into its
     /// entry, and returns the interval's enforcement records: CPU
     /// throttling as the growth of the throttled counter, and the refused
-    /// forks.
+    /// forks (the growth of the pids controller's counter, or what the
+    /// kernel program saw with `--refused-fork-tasks`).
     pub fn interval(&mut self, entries: &mut [crate::summary::Entry], now: u64) -> Vec<Enforced> {
         let mut out = Vec::new();
         for e in entries.iter_mut() {
@@ -523,6 +549,11 @@ impl Claims {
                 continue;
             };
             let r = self.files.refresh(cg, &c.cgroup);
+            let refused = self.files.refused_growth(cg, r.pids_refused);
+            self.count_refused(cg, refused);
+            if let Some(f) = self.refused.get_mut(&cg) {
+                f.json.get_or_insert_with(|| e.json.clone());
+            }
             let grown = self.files.throttled_growth(cg, &r);
             if grown > 0 {
                 self.totals.entry(cg).or_default().cpu_throttled += grown;
@@ -537,15 +568,32 @@ impl Claims {
                 });
             }
         }
-        for (cg, f) in self.refused.drain() {
-            self.totals.entry(cg).or_default().pids_limit += f.count;
+        // A count read at a task's exit waits for the container's JSON: the
+        // next summary entry that shows it (its exit is activity, so the
+        // same interval's as a rule).
+        let ready: Vec<u64> = self
+            .refused
+            .iter()
+            .filter(|(_, f)| f.json.is_some())
+            .map(|(cg, _)| *cg)
+            .collect();
+        for cg in ready {
+            let Some(Refused {
+                count,
+                task,
+                json: Some(json),
+            }) = self.refused.remove(&cg)
+            else {
+                continue;
+            };
+            self.totals.entry(cg).or_default().pids_limit += count;
             out.push(Enforced {
                 ts: now,
                 kind: "pids_limit",
-                json: f.json,
+                json,
                 cgroup_id: cg,
-                task: Some((f.pid, f.comm)),
-                count: f.count,
+                task,
+                count,
                 limit: self.files.last(cg).and_then(|l| l.limits.pids),
             });
         }

@@ -76,6 +76,7 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         verbose: args.verbose,
         kvm_exits: args.kvm_exits,
         claims: !args.no_claims,
+        refused_fork_tasks: args.refused_fork_tasks,
     })
 }
 
@@ -594,10 +595,11 @@ async fn run_loop(
     // account. Last records, last summary, final loss account; then every
     // map is released as they drop. The tp_btf programs are detached at
     // once; the classic `syscalls:sys_exit_*` links of the refused-fork
-    // program each wait for the kernel's tracepoint unregistration (about
-    // 0.1 s apiece), so they go with `ebpf` after the final summary, which
-    // covers exactly the time since the previous one. They only fire on a
-    // refused fork, so they cannot keep the ring from emptying.
+    // program (`--refused-fork-tasks`) each wait for the kernel's
+    // tracepoint unregistration (about 0.1 s apiece), so they go with
+    // `ebpf` after the final summary, which covers exactly the time since
+    // the previous one. They only fire on a refused fork, so they cannot
+    // keep the ring from emptying.
     for (_, prog) in ebpf.programs_mut() {
         if let Program::BtfTracePoint(prog) = prog {
             let _ = prog.unload();

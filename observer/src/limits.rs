@@ -39,6 +39,9 @@ pub struct Usage {
 pub struct Reading {
     pub limits: Limits,
     pub usage: Usage,
+    /// Cumulative: forks the pids controller refused, from the cgroup's
+    /// `pids.events` (see `Layout::refused_forks_file`).
+    pub pids_refused: Option<u64>,
     /// Whether any file of the cgroup could be read (false: removed, or
     /// never there).
     pub present: bool,
@@ -143,6 +146,7 @@ impl Layout {
             r.limits.pids = file(root, "pids.max").and_then(|s| max_or_num(&s));
             r.usage.pids = file(root, "pids.current").and_then(|s| num(&s));
         }
+        r.pids_refused = self.read_refused_forks(rel, &read);
         match &self.cpu {
             Some(Place::V1(root)) => {
                 r.limits.cpu_quota_us = file(root, "cpu.cfs_quota_us").and_then(|s| v1_quota(&s));
@@ -167,6 +171,45 @@ impl Layout {
     pub fn read_host(&self, rel: &str) -> Reading {
         self.read(rel, |p| fs::read_to_string(p))
     }
+
+    /// The kernel's count of forks the pids controller refused, for the
+    /// cgroup at `rel`: `None` without a pids controller, or once the
+    /// cgroup is removed (its files go with it).
+    ///
+    /// Which count, by hierarchy and kernel
+    /// (https://elixir.bootlin.com/linux/v6.18/source/kernel/cgroup/pids.c):
+    /// - v1, any kernel: `pids.events` counts the forks refused to the tasks
+    ///   of this cgroup, whichever ancestor's limit was hit (6.18 keeps
+    ///   the old local count on v1, and has no `pids.events.local` there).
+    /// - v2 with `pids.events.local` (added in 2024: 6.12 and 6.18 have
+    ///   it): that file counts the forks refused because this cgroup's own
+    ///   `pids.max` was hit, wherever in its subtree the forking task was;
+    ///   `pids.events` there is hierarchical (this cgroup's and its
+    ///   descendants' limits).
+    /// - v2 without it (5.10, 6.1): `pids.events` counts, like v1, the
+    ///   forks refused to the tasks of this cgroup.
+    ///
+    /// A container's tasks live in its own cgroup, whose limit is the one
+    /// `--pids-limit` sets: every reading names the same forks there.
+    pub fn read_refused_forks(
+        &self,
+        rel: &str,
+        read: impl Fn(&Path) -> io::Result<String>,
+    ) -> Option<u64> {
+        let dir = |root: &Path| root.join(rel.trim_start_matches('/'));
+        let s = match self.pids.as_ref()? {
+            Place::V1(root) => read(&dir(root).join("pids.events")).ok()?,
+            Place::V2(root) => read(&dir(root).join("pids.events.local"))
+                .or_else(|_| read(&dir(root).join("pids.events")))
+                .ok()?,
+        };
+        refused_forks(&s)
+    }
+}
+
+/// `pids.events`: `max N`, the forks the pids controller refused.
+pub fn refused_forks(s: &str) -> Option<u64> {
+    stat_field(s, "max")
 }
 
 fn num(s: &str) -> Option<u64> {
@@ -223,6 +266,7 @@ pub struct CgroupReader {
     layout: Layout,
     last: HashMap<u64, Reading>,
     throttled: HashMap<u64, u64>,
+    refused: HashMap<u64, u64>,
 }
 
 impl CgroupReader {
@@ -231,6 +275,7 @@ impl CgroupReader {
             layout,
             last: HashMap::new(),
             throttled: HashMap::new(),
+            refused: HashMap::new(),
         }
     }
 
@@ -261,9 +306,31 @@ impl CgroupReader {
         now.saturating_sub(prev)
     }
 
+    /// Refused forks since the previous call for this cgroup (the first
+    /// call counts from zero, like `throttled_growth`).
+    pub fn refused_growth(&mut self, cgroup_id: u64, now: Option<u64>) -> u64 {
+        let Some(now) = now else { return 0 };
+        let prev = self.refused.insert(cgroup_id, now).unwrap_or(0);
+        now.saturating_sub(prev)
+    }
+
+    /// Reads only the refused-fork count of a cgroup that is still there
+    /// (a task of it exited: the cgroup may go soon, and its count with
+    /// it); returns its growth since the previous reading.
+    pub fn refresh_refused(&mut self, cgroup_id: u64, rel: &str) -> u64 {
+        let now = self
+            .layout
+            .read_refused_forks(rel, |p| fs::read_to_string(p));
+        if let (Some(n), Some(r)) = (now, self.last.get_mut(&cgroup_id)) {
+            r.pids_refused = Some(n);
+        }
+        self.refused_growth(cgroup_id, now)
+    }
+
     pub fn forget(&mut self, cgroup_id: u64) {
         self.last.remove(&cgroup_id);
         self.throttled.remove(&cgroup_id);
+        self.refused.remove(&cgroup_id);
     }
 }
 
@@ -462,6 +529,65 @@ mod tests {
         assert_eq!(stat_field("nr_periods 1\n", "nr_throttled"), None);
     }
 
+    /// `pids.events` as the kernel writes it, and what is not a count.
+    #[test]
+    fn parses_the_refused_fork_count() {
+        for (file, want) in [
+            ("max 25\n", Some(25)),
+            ("max 0\n", Some(0)),
+            ("max 25", Some(25)),
+            ("", None),
+            ("max\n", None),
+            ("max -1\n", None),
+            ("maxx 3\n", None),
+        ] {
+            assert_eq!(refused_forks(file), want, "{file:?}");
+        }
+    }
+
+    /// v1 reads `pids.events`; v2 prefers `pids.events.local` (6.12+) and
+    /// falls back to `pids.events` (5.10, 6.1); a missing file or a removed
+    /// cgroup has no count, not zero.
+    #[test]
+    fn reads_the_refused_fork_count_of_each_hierarchy() {
+        let v1 = Layout::parse(HYBRID, "");
+        let read = files(&[
+            ("/sys/fs/cgroup/pids/docker/a/pids.max", "16\n"),
+            ("/sys/fs/cgroup/pids/docker/a/pids.events", "max 25\n"),
+        ]);
+        assert_eq!(v1.read_refused_forks("/docker/a", &read), Some(25));
+        assert_eq!(v1.read("/docker/a", &read).pids_refused, Some(25));
+        assert_eq!(v1.read_refused_forks("/docker/gone", &read), None);
+        let r = v1.read("/docker/gone", &read);
+        assert!(!r.present);
+        assert_eq!(r.pids_refused, None);
+
+        let v2 = Layout::parse(V2, "cpu memory pids\n");
+        let s = "/system.slice/docker-ab12.scope";
+        let newer = files(&[
+            (
+                "/sys/fs/cgroup/system.slice/docker-ab12.scope/pids.events",
+                "max 30\n",
+            ),
+            (
+                "/sys/fs/cgroup/system.slice/docker-ab12.scope/pids.events.local",
+                "max 25\n",
+            ),
+        ]);
+        assert_eq!(v2.read_refused_forks(s, &newer), Some(25));
+        let older = files(&[(
+            "/sys/fs/cgroup/system.slice/docker-ab12.scope/pids.events",
+            "max 7\n",
+        )]);
+        assert_eq!(v2.read_refused_forks(s, &older), Some(7));
+        assert_eq!(v2.read_refused_forks(s, files(&[])), None);
+        // No pids controller anywhere: no count.
+        assert_eq!(
+            Layout::default().read_refused_forks("/docker/a", &read),
+            None
+        );
+    }
+
     /// A removed cgroup: nothing to read, and the reader keeps the last
     /// reading; the throttled counter's growth is per call.
     #[test]
@@ -476,20 +602,33 @@ mod tests {
         fs::create_dir_all(&cpu).unwrap();
         fs::write(cpu.join("cpu.cfs_quota_us"), "20000\n").unwrap();
         fs::write(cpu.join("cpu.stat"), "nr_periods 10\nnr_throttled 7\n").unwrap();
+        let pids = dir.join("pids/docker/c1");
+        fs::create_dir_all(&pids).unwrap();
+        fs::write(pids.join("pids.max"), "16\n").unwrap();
+        fs::write(pids.join("pids.events"), "max 3\n").unwrap();
         let mut reader = CgroupReader::new(Layout {
             cpu: Some(Place::V1(dir.join("cpu"))),
+            pids: Some(Place::V1(dir.join("pids"))),
             ..Default::default()
         });
         let first = reader.refresh(9, "/docker/c1");
         assert_eq!(first.limits.cpu_quota_us, Some(20000));
         assert_eq!(reader.throttled_growth(9, &first), 7);
+        assert_eq!(reader.refused_growth(9, first.pids_refused), 3);
+        // A task exits: the count alone, read again.
+        fs::write(pids.join("pids.events"), "max 25\n").unwrap();
+        assert_eq!(reader.refresh_refused(9, "/docker/c1"), 22);
+        assert_eq!(reader.refresh_refused(9, "/docker/c1"), 0);
         fs::write(cpu.join("cpu.stat"), "nr_periods 20\nnr_throttled 12\n").unwrap();
         let second = reader.refresh(9, "/docker/c1");
         assert_eq!(reader.throttled_growth(9, &second), 5);
+        assert_eq!(reader.refused_growth(9, second.pids_refused), 0);
         fs::remove_dir_all(&dir).unwrap();
         let after = reader.refresh(9, "/docker/c1");
         assert_eq!(after, second, "the last reading of a removed cgroup");
         assert_eq!(reader.throttled_growth(9, &after), 0);
+        assert_eq!(reader.refused_growth(9, after.pids_refused), 0);
+        assert_eq!(reader.refresh_refused(9, "/docker/c1"), 0);
         reader.forget(9);
         assert_eq!(reader.last(9), None);
     }

@@ -88,9 +88,14 @@ pub struct LoadOptions {
     pub verbose: bool,
     /// Count KVM exits per process (`kvm:kvm_exit`, `kvm:kvm_userspace_exit`).
     pub kvm_exits: bool,
-    /// Attach the enforcement (OOM, refused forks) and exec-privilege
-    /// programs.
+    /// Attach the enforcement (OOM) and exec-privilege programs.
     pub claims: bool,
+    /// With `claims`: also the refused-fork program on the classic
+    /// `syscalls:sys_exit_{clone,clone3,fork,vfork}` tracepoints, which
+    /// names the refused task but turns on the kernel's syscall-exit
+    /// tracepoint for every syscall (about +10 ns each). Without it the
+    /// daemon counts refused forks from the cgroups' `pids.events`.
+    pub refused_fork_tasks: bool,
 }
 
 impl Default for LoadOptions {
@@ -109,6 +114,7 @@ impl Default for LoadOptions {
             verbose: false,
             kvm_exits: false,
             claims: true,
+            refused_fork_tasks: false,
         }
     }
 }
@@ -218,8 +224,10 @@ fn sys_exit_ret_offset() -> Result<u32> {
     format_field_offset(&format, "ret").with_context(|| format!("no `ret` field in {path}"))
 }
 
-/// The enforcement and privilege programs. A kernel without one of their
-/// hooks still runs everything else: the missing claim is one warning.
+/// The enforcement and privilege programs (the refused-fork one when
+/// `exit_ret` was resolved, i.e. with `--refused-fork-tasks`). A kernel
+/// without one of their hooks still runs everything else: the missing
+/// claim is one warning.
 fn attach_claims(
     ebpf: &mut Ebpf,
     btf: &Btf,
@@ -229,7 +237,7 @@ fn attach_claims(
 ) {
     if access == TaskAccess::ProbeRead {
         // The enforcement and privilege programs come in the BTF flavour only.
-        eprintln!("warning: OOM kills, refused forks and privileges at exec not observed: their programs need bpf_get_current_task_btf (Linux 5.11 or later)");
+        eprintln!("warning: OOM kills, refused forks' tasks and privileges at exec not observed: their programs need bpf_get_current_task_btf (Linux 5.11 or later)");
         return;
     }
     let warn = |what: &str, r: Result<()>| {
@@ -355,7 +363,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     let offsets = kernel_btf
         .kernel_offsets()
         .with_context(|| format!("resolve kernel structure offsets from BTF on Linux {release}"))?;
-    let exit_ret = if opts.floor_only {
+    let exit_ret = if opts.floor_only || !(opts.claims && opts.refused_fork_tasks) {
         None
     } else {
         sys_exit_ret_offset()

@@ -101,7 +101,8 @@ impl Pipeline {
             attribute: Attributor::new(&args, registry),
             account: Account::new(args.mode == Mode::Count),
             render: Render::new(&args, sink, clock),
-            claims: Claims::from_host(crate::kernel_info::HostNamespaces::read()),
+            claims: Claims::from_host(crate::kernel_info::HostNamespaces::read())
+                .with_refused_from_program(args.refused_fork_tasks),
             taps: Taps::default(),
             metrics: None,
             out: Vec::new(),
@@ -170,6 +171,13 @@ impl Pipeline {
         // Runtimes write the limits after `runc init` joined the cgroup:
         // the container's own command's exec reads them again.
         let (cg, always) = match ev {
+            Event::Exit(r) => {
+                let cg = r.header.cgroup_id;
+                if let Some(path) = self.container_cgroup(cg) {
+                    self.claims.task_exit(cg, &path);
+                }
+                return;
+            }
             Event::Enforced(r) => (r.header.cgroup_id, true),
             Event::Exec(r) => (
                 r.header.cgroup_id,
@@ -180,16 +188,19 @@ impl Pipeline {
         if !always && self.claims.files.last(cg).is_some() {
             return;
         }
-        let Some(path) = self
-            .attribute
+        let Some(path) = self.container_cgroup(cg) else {
+            return;
+        };
+        self.claims.files.refresh(cg, &path);
+    }
+
+    /// The cgroup path of a known container's cgroup.
+    fn container_cgroup(&self, cg: u64) -> Option<String> {
+        self.attribute
             .registry
             .peek(cg)
             .and_then(|s| s.container.as_ref())
             .map(|c| c.cgroup.clone())
-        else {
-            return;
-        };
-        self.claims.files.refresh(cg, &path);
     }
 
     /// Moves what attribution handed on through accounting and rendering.

@@ -349,25 +349,32 @@ impl Bench {
                 t.stop()?;
                 ns
             }
-            "count" | "count_no_claims" => {
+            "count" | "count_no_claims" | "count_refused_fork_tasks" => {
                 let mut args = vec!["--mode", "count", "--output", "/dev/null"];
-                if name == "count_no_claims" {
-                    args.push("--no-claims");
+                match name {
+                    "count_no_claims" => args.push("--no-claims"),
+                    "count_refused_fork_tasks" => args.push("--refused-fork-tasks"),
+                    _ => {}
                 }
                 let t = observer(&args, 4)?;
                 let ns = self.getppid_ns(true)?;
                 t.stop()?;
                 ns
             }
-            "stream_null" | "stream_file" | "stream_null_no_claims" => {
+            "stream_null"
+            | "stream_file"
+            | "stream_null_no_claims"
+            | "stream_null_refused_fork_tasks" => {
                 let out = if name == "stream_file" {
                     file_s.as_str()
                 } else {
                     "/dev/null"
                 };
                 let mut args = vec!["--output", out];
-                if name == "stream_null_no_claims" {
-                    args.push("--no-claims");
+                match name {
+                    "stream_null_no_claims" => args.push("--no-claims"),
+                    "stream_null_refused_fork_tasks" => args.push("--refused-fork-tasks"),
+                    _ => {}
                 }
                 let t = observer(&args, 7)?;
                 let ns = self.getppid_ns(true)?;
