@@ -127,8 +127,9 @@ pub fn cost(observer: &str, workload: &str, calls: u64) -> Vec<(String, Option<f
 }
 
 /// Every program of each flavour, loaded and attached on this kernel: the
-/// observer started with `--sys-exit` (the one optional program) in each
-/// mode under each `--task-access`, for a second. Per (flavour, mode): the
+/// observer started with `--sys-exit` and `--refused-fork-tasks` (the
+/// optional programs) in each mode under each `--task-access`, for a
+/// second. Per (flavour, mode): the
 /// flavour the first line names, or the error the observer stopped with.
 pub fn loads(observer: &str) -> Vec<(String, String, Result<String, String>)> {
     let mut rows = Vec::new();
@@ -141,6 +142,7 @@ pub fn loads(observer: &str) -> Vec<(String, String, Result<String, String>)> {
             let _ = fs::remove_file(&out);
             let got = Command::new(observer)
                 .args(["--output", &out, "--host", "--sys-exit", "--duration", "1"])
+                .arg("--refused-fork-tasks")
                 .args(["--mode", mode, "--task-access", access])
                 .stdin(Stdio::null())
                 .output();
