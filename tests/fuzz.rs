@@ -474,7 +474,8 @@ fn pipeline_record() -> impl Strategy<Value = Vec<u8>> {
                             ts,
                             cgroup_id: cg,
                             nr: num as i32,
-                            cpu: n[0] % 64,
+                            cpu: (n[0] % 64) as u16,
+                            flags: (n[1] % 2) as u16,
                         };
                         if kind == KIND_SYSCALL {
                             bytes_of(&event)

@@ -644,3 +644,89 @@ fn identity_follows_every_change_with_compact_records() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Compat (ia32) syscalls: `int 0x80` from a 64-bit process reaches
+/// `sys_enter` with the i386 table's number (getppid is 64 there; 64 is
+/// semget in x86_64's). They are named from the i386 table and marked
+/// `"abi":"ia32"` in the stream, kept apart as `getppid (ia32)` in count
+/// mode's summaries, and pass a `--syscall getppid` filter by their own
+/// number, in both program flavours.
+#[test]
+fn compat_syscalls_are_named_from_the_i386_table() {
+    if !privileged() {
+        return;
+    }
+    const NATIVE: u64 = 200;
+    const INT80: u64 = 150;
+    let run = |cgroup: &str| -> Value {
+        let me = workload(&[
+            "--cgroup",
+            cgroup,
+            "--calls",
+            &NATIVE.to_string(),
+            "--int80-calls",
+            &INT80.to_string(),
+        ]);
+        let int80 = &me["int80"];
+        assert_eq!(
+            int80["available"], true,
+            "this kernel takes no int 0x80 from a 64-bit process: {int80}"
+        );
+        assert_eq!(int80["returned_ppid"], INT80, "{int80}");
+        me
+    };
+    for access in [TaskAccess::Btf, TaskAccess::ProbeRead] {
+        let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+        let cgroup = cg.path.to_string_lossy().into_owned();
+        let obs = Observer::start(&["--syscall", "getppid", "--task-access", access.arg()]);
+        let me = run(&cgroup);
+        let rec = obs.stop();
+        let calls: Vec<&Value> = rec
+            .in_cgroup(cg.id)
+            .into_iter()
+            .filter(|e| e["type"] == "syscall" && e["pid"] == me["host_pid"])
+            .collect();
+        let native = calls.iter().filter(|e| e.get("abi").is_none()).count() as u64;
+        let ia32: Vec<_> = calls.iter().filter(|e| e["abi"] == "ia32").collect();
+        assert_eq!(
+            (native, ia32.len() as u64, calls.len() as u64),
+            (NATIVE, INT80, NATIVE + INT80),
+            "{access:?}: native and ia32 getppid calls, nothing else"
+        );
+        assert!(
+            calls.iter().all(|e| e["syscall"] == "getppid"),
+            "{access:?}: {:?}",
+            calls.iter().find(|e| e["syscall"] != "getppid")
+        );
+        assert_eq!(ia32[0]["nr"], 64, "{access:?}: the i386 number");
+        assert!(
+            calls
+                .iter()
+                .filter(|e| e.get("abi").is_none())
+                .all(|e| e["nr"] == 110),
+            "{access:?}"
+        );
+
+        let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
+        let cgroup = cg.path.to_string_lossy().into_owned();
+        let obs = Observer::start(&[
+            "--mode",
+            "count",
+            "--interval",
+            "0.5",
+            "--task-access",
+            access.arg(),
+        ]);
+        run(&cgroup);
+        let rec = obs.stop();
+        assert_eq!(
+            (
+                rec.summary_count(cg.id, "getppid"),
+                rec.summary_count(cg.id, "getppid (ia32)"),
+                rec.summary_count(cg.id, "semget"),
+            ),
+            (NATIVE, INT80, 0),
+            "{access:?}: count mode keeps compat calls apart"
+        );
+    }
+}

@@ -173,6 +173,10 @@ pub struct KernelOffsets {
     pub task_signal: u32,
     /// `signal_struct.live`, an `atomic_t`.
     pub signal_live: u32,
+    /// `task_struct.thread_info.status` (x86: `TS_COMPAT` set while the
+    /// task is in a 32-bit syscall).
+    pub task_ti_status: u32,
+    pub _pad: u32,
 }
 
 /// Offsets for the enforcement and privilege programs, resolved like
@@ -208,6 +212,8 @@ pub struct Config {
     pub wakeup_every: u32,
     /// Bit `nr` set = syscall `nr` is observed (when `FLAG_SYSCALL_FILTER`).
     pub syscall_bitmap: [u64; SYSCALL_BITMAP_WORDS],
+    /// The same for compat (ia32) syscalls, in the i386 numbering.
+    pub compat_syscall_bitmap: [u64; SYSCALL_BITMAP_WORDS],
 }
 
 /// Who did it, as the kernel saw it at the moment of the event.
@@ -247,8 +253,25 @@ pub struct SyscallEvent {
     pub ts: u64,
     pub cgroup_id: u64,
     pub nr: i32,
-    pub cpu: u32,
+    pub cpu: u16,
+    /// `SYSCALL_COMPAT` when the call came through the 32-bit entry.
+    pub flags: u16,
 }
+
+/// `SyscallEvent::flags`: a compat (ia32) syscall, numbered from the
+/// architecture's 32-bit table (x86's `syscall_32.tbl`): a 32-bit binary,
+/// or `int 0x80` from a 64-bit one. x32 calls are not compat: they carry
+/// `X32_SYSCALL_BIT` in `nr` instead.
+pub const SYSCALL_COMPAT: u16 = 1;
+/// x86's `TS_COMPAT` in `thread_info.status`, which the 32-bit syscall
+/// entry sets before the `sys_enter` tracepoint
+/// (<https://elixir.bootlin.com/linux/v6.18/source/arch/x86/entry/syscall_32.c>).
+pub const TS_COMPAT: u32 = 0x0002;
+/// `__X32_SYSCALL_BIT`: set in the number of an x32 syscall.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// In `CountKey::nr`: a compat syscall's number (compat calls are counted
+/// in `MAP_COUNTS` only, apart from the native ones).
+pub const COUNT_NR_COMPAT: u32 = 1 << 31;
 
 /// `KIND_SYSCALL_EXIT` on the wire: the same and the return value.
 #[repr(C)]
@@ -456,7 +479,7 @@ mod tests {
         assert_eq!(size_of::<ClaimOffsets>(), 24);
         assert_eq!(size_of::<CountKey>(), 16);
         assert_eq!(size_of::<CountSlot>(), 16 + 8 * COUNT_SLOT_NRS);
-        assert_eq!(size_of::<KernelOffsets>(), 30 * 4);
-        assert_eq!(size_of::<Config>(), 16 + 8 * SYSCALL_BITMAP_WORDS);
+        assert_eq!(size_of::<KernelOffsets>(), 32 * 4);
+        assert_eq!(size_of::<Config>(), 16 + 2 * 8 * SYSCALL_BITMAP_WORDS);
     }
 }

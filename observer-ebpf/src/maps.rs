@@ -101,6 +101,8 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     bprm_filename: 0,
     task_signal: 0,
     signal_live: 0,
+    task_ti_status: 0,
+    _pad: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -110,6 +112,7 @@ pub static CONFIG: Config = Config {
     flags: 0,
     wakeup_every: 512,
     syscall_bitmap: [0; 8],
+    compat_syscall_bitmap: [0; 8],
 };
 
 #[map(name = "KVM_EXITS")]

@@ -8,9 +8,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use observer_common::{
-    CountKey, CountSlot, Header, SyscallEvent, SyscallExitEvent, COUNT_SLOTS, COUNT_SLOT_NRS,
-    FLAG_SYSCALL_FILTER, KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, MODE_COUNT,
-    SYSCALL_BITMAP_WORDS,
+    CountKey, CountSlot, Header, SyscallEvent, SyscallExitEvent, COUNT_NR_COMPAT, COUNT_SLOTS,
+    COUNT_SLOT_NRS, FLAG_SYSCALL_FILTER, KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, MODE_COUNT,
+    SYSCALL_BITMAP_WORDS, SYSCALL_COMPAT, X32_SYSCALL_BIT,
 };
 
 use crate::{
@@ -18,7 +18,7 @@ use crate::{
         batched_wakeup, cgroup_dropped, record_loss, ro, Sent, CONFIG, COUNTS, COUNT_RETIRED,
         COUNT_SLOTS_MAP, EVENTS, IDENTITY, OFFSETS,
     },
-    task::{cgroup_id, fill_header, pidns, Access, Direct, Probe, Task},
+    task::{cgroup_id, fill_header, in_compat_syscall, pidns, Access, Direct, Probe, Task},
 };
 
 /// `unshare` and `setns`: the only calls that change the calling task's
@@ -27,6 +27,8 @@ use crate::{
 const NS_CHANGING: [i64; 2] = [272, 308];
 #[cfg(bpf_target_arch = "aarch64")]
 const NS_CHANGING: [i64; 2] = [97, 268];
+/// The same in the i386 table, for compat calls.
+const NS_CHANGING_COMPAT: [i64; 2] = [310, 346];
 
 /// `TP_PROTO(struct pt_regs *regs, long id)`
 #[btf_tracepoint(function = "sys_enter")]
@@ -101,14 +103,19 @@ fn syscall_nr_from_regs<A: Access>(ctx: &BtfTracePointContext) -> i64 {
 }
 
 #[inline(always)]
-fn syscall_wanted(nr: i64) -> bool {
+fn syscall_wanted(nr: i64, compat: bool) -> bool {
     if ro(&CONFIG.flags) & FLAG_SYSCALL_FILTER == 0 {
         return true;
     }
     if nr < 0 || nr >= (SYSCALL_BITMAP_WORDS * 64) as i64 {
         return false;
     }
-    let word = match CONFIG.syscall_bitmap.get((nr / 64) as usize) {
+    let bitmap = if compat {
+        &CONFIG.compat_syscall_bitmap
+    } else {
+        &CONFIG.syscall_bitmap
+    };
+    let word = match bitmap.get((nr / 64) as usize) {
         Some(w) => ro(w),
         None => return false,
     };
@@ -117,14 +124,22 @@ fn syscall_wanted(nr: i64) -> bool {
 
 #[inline(always)]
 fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
+    let task = A::current();
+    // A compat call's number is the i386 table's: it is filtered, counted
+    // and sent as such, marked.
+    let compat = in_compat_syscall::<A>(task);
+    let ns_changing = if compat {
+        NS_CHANGING_COMPAT
+    } else {
+        NS_CHANGING
+    };
     // Seen whatever the filter says: the next record of this task must
     // say who it is again.
-    let ns_change = kind == KIND_SYSCALL && (nr == NS_CHANGING[0] || nr == NS_CHANGING[1]);
-    let wanted = syscall_wanted(nr);
+    let ns_change = kind == KIND_SYSCALL && (nr == ns_changing[0] || nr == ns_changing[1]);
+    let wanted = syscall_wanted(nr, compat);
     if !wanted && !ns_change {
         return Ok(0);
     }
-    let task = A::current();
     // One load from the task we hold anyway, cheaper than the helper.
     let tgid: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_tgid)) };
     if tgid == ro(&CONFIG.self_tgid) {
@@ -135,7 +150,7 @@ fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
         // Counting a host cgroup costs what filtering it out would: count
         // everything, and let the daemon choose what to show.
         if kind == KIND_SYSCALL && wanted {
-            count(cgroup, pidns::<A>(task), nr);
+            count(cgroup, pidns::<A>(task), nr, compat);
         }
         return Ok(0);
     }
@@ -144,7 +159,7 @@ fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
     }
     let tid: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_pid)) };
     if wanted {
-        emit::<A>(task, tid, cgroup, nr, ret, kind);
+        emit::<A>(task, tid, cgroup, nr, ret, kind, compat);
     }
     if ns_change {
         if let Some(s) = IDENTITY.get_ptr_mut(tid) {
@@ -158,7 +173,7 @@ fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
 /// compact syscall record. The identity goes first into the same ring, so
 /// the daemon always has it when the syscall arrives.
 #[inline(always)]
-fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u32) {
+fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u32, compat: bool) {
     let comm: [u64; 2] = unsafe { A::ld(task, ro(&OFFSETS.task_comm)) };
     let known = match IDENTITY.get_ptr_mut(tid) {
         // SAFETY: an entry of this map; a concurrent eviction at worst
@@ -200,7 +215,7 @@ fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u
         // SAFETY: sized for the record; every field written before submit,
         // so no stale kernel memory leaves the program.
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_event(rec, kind, tid, cgroup, nr);
+        fill_event(rec, kind, tid, cgroup, nr, compat);
         entry.submit(batched_wakeup());
     } else {
         let Some(mut entry) = EVENTS.reserve::<SyscallExitEvent>(0) else {
@@ -208,20 +223,22 @@ fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u
             return;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_event(&mut rec.event, kind, tid, cgroup, nr);
+        fill_event(&mut rec.event, kind, tid, cgroup, nr, compat);
         rec.ret = ret;
         entry.submit(batched_wakeup());
     }
 }
 
 #[inline(always)]
-fn fill_event(rec: &mut SyscallEvent, kind: u32, tid: u32, cgroup: u64, nr: i64) {
+fn fill_event(rec: &mut SyscallEvent, kind: u32, tid: u32, cgroup: u64, nr: i64, compat: bool) {
     rec.kind = kind;
     rec.tid = tid;
     rec.ts = unsafe { bpf_ktime_get_boot_ns() };
     rec.cgroup_id = cgroup;
     rec.nr = nr as i32;
-    rec.cpu = unsafe { bpf_get_smp_processor_id() };
+    // NR_CPUS is at most 8192 on every architecture.
+    rec.cpu = unsafe { bpf_get_smp_processor_id() } as u16;
+    rec.flags = if compat { SYSCALL_COMPAT } else { 0 };
 }
 
 const _: () = assert!(COUNT_SLOT_NRS.is_power_of_two());
@@ -229,9 +246,20 @@ const _: () = assert!(COUNT_SLOT_NRS.is_power_of_two());
 /// One syscall into the per-CPU direct-mapped slot table, or into the hash
 /// map when the slot belongs to another (cgroup, pidns) pair. Per-CPU array
 /// lookups are inlined by the verifier: the common case is a few loads and
-/// one increment, with no hashing.
+/// one increment, with no hashing. Compat calls (rare: 32-bit binaries,
+/// `int 0x80`) go to the hash map, their number marked, so that they are
+/// counted apart from the native call of the same number.
 #[inline(always)]
-fn count(cgroup: u64, pidns: u32, nr: i64) {
+fn count(cgroup: u64, pidns: u32, nr: i64, compat: bool) {
+    if compat {
+        let nr = if (0..X32_SYSCALL_BIT as i64).contains(&nr) {
+            nr as u32 | COUNT_NR_COMPAT
+        } else {
+            nr as u32
+        };
+        count_hashed(cgroup, pidns, nr);
+        return;
+    }
     let slot = (cgroup as u32) & (COUNT_SLOTS - 1);
     if let Some(s) = COUNT_SLOTS_MAP.get_ptr_mut(slot) {
         // SAFETY: a per-CPU slot; programs run with migration disabled, so
@@ -258,10 +286,15 @@ fn count(cgroup: u64, pidns: u32, nr: i64) {
             }
         }
     }
+    count_hashed(cgroup, pidns, nr as u32);
+}
+
+#[inline(always)]
+fn count_hashed(cgroup: u64, pidns: u32, nr: u32) {
     let key = CountKey {
         cgroup_id: cgroup,
         pidns,
-        nr: nr as u32,
+        nr,
     };
     match COUNTS.get_ptr_mut(&key) {
         Some(p) => unsafe { *p += 1 },
@@ -269,7 +302,7 @@ fn count(cgroup: u64, pidns: u32, nr: i64) {
             // A full map loses the count: say so, like a full ring buffer.
             if COUNTS.insert(&key, &1, 0).is_err() {
                 record_loss(cgroup);
-                crate::rare::counts_full(cgroup, nr);
+                crate::rare::counts_full(cgroup, nr as i64);
             }
         }
     }

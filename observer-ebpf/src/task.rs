@@ -22,6 +22,8 @@ use aya_ebpf::helpers::{
     bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id,
     bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
 };
+#[cfg(bpf_target_arch = "x86_64")]
+use observer_common::TS_COMPAT;
 use observer_common::{Header, COMM_LEN, MAX_PID_NS_LEVEL};
 
 use crate::maps::{ro, OFFSETS};
@@ -251,4 +253,22 @@ pub fn group_dead<A: Access>(task: Task) -> bool {
         }
         A::ld::<i32>(signal, ro(&o.signal_live)) == 0
     }
+}
+
+/// Whether the current task is in a compat (ia32) syscall: x86's
+/// `TS_COMPAT`, which the 32-bit entry (`int 0x80`, `sysenter`, a 32-bit
+/// `syscall`) sets and the next 64-bit entry clears. The syscall number is
+/// then the i386 table's.
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+pub fn in_compat_syscall<A: Access>(task: Task) -> bool {
+    let status: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_ti_status)) };
+    status & TS_COMPAT != 0
+}
+
+/// arm64's compat (AArch32) tasks are not told apart yet.
+#[cfg(not(bpf_target_arch = "x86_64"))]
+#[inline(always)]
+pub fn in_compat_syscall<A: Access>(_task: Task) -> bool {
+    false
 }

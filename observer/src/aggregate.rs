@@ -119,7 +119,9 @@ impl Aggregator {
                 continue;
             }
             let g = self.groups.entry(cgroup).or_default();
-            *g.syscalls.entry(nr as i64).or_default() += delta;
+            *g.syscalls
+                .entry(crate::syscalls::from_count_key(nr))
+                .or_default() += delta;
             g.total += delta;
             g.pidns = Some(pidns);
             g.pidns_seen.insert(pidns);
@@ -158,18 +160,12 @@ impl Aggregator {
 }
 
 /// The `syscalls` object of a summary entry: name -> count, largest first.
+/// Compat calls are apart, as `name (ia32)` (`crate::syscalls::label`).
 pub fn named_counts(g: &Group) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = g
         .syscalls
         .iter()
-        .map(|(&nr, &n)| {
-            (
-                crate::syscalls::name(nr)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| nr.to_string()),
-                n,
-            )
-        })
+        .map(|(&nr, &n)| (crate::syscalls::label(nr), n))
         .collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v

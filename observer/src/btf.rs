@@ -165,7 +165,21 @@ impl KernelBtf {
             bprm_filename: o("linux_binprm", &["filename"])?,
             task_signal: o("task_struct", &["signal"])?,
             signal_live: o("signal_struct", &["live"])?,
+            task_ti_status: ti_status(self)?,
+            _pad: 0,
         })
+    }
+}
+
+/// `task_struct.thread_info.status`, where x86 keeps `TS_COMPAT`
+/// (`thread_info` is the task's first member with
+/// `CONFIG_THREAD_INFO_IN_TASK`). Other architectures have no `status`:
+/// their programs don't read it.
+fn ti_status(k: &KernelBtf) -> Result<u32> {
+    if cfg!(target_arch = "x86_64") {
+        k.offset("task_struct", &["thread_info", "status"])
+    } else {
+        Ok(0)
     }
 }
 
@@ -212,6 +226,11 @@ mod tests {
             "comm comes after pid in task_struct"
         );
         assert_ne!(o.task_thread_pid, 0);
+        // x86's `struct thread_info { unsigned long flags; [unsigned long
+        // syscall_work;] u32 status; … }`, first in task_struct.
+        if cfg!(target_arch = "x86_64") {
+            assert!([8, 16].contains(&o.task_ti_status), "{}", o.task_ti_status);
+        }
         // Nested through an embedded struct: name.nodename is 65 bytes in.
         let name = k.offset("uts_namespace", &["name"]).unwrap();
         assert_eq!(o.utsns_nodename, name + 65);

@@ -180,7 +180,9 @@ fn positive_secs(s: &str) -> Result<f64, String> {
 /// while parsing so that a typo is a usage error (exit 2), like any other
 /// bad value.
 fn syscall_name(s: &str) -> Result<String, String> {
-    let nr = crate::syscalls::number(s).or_else(|| s.parse().ok());
+    let nr = crate::syscalls::number(s)
+        .or_else(|| s.parse().ok())
+        .or_else(|| crate::syscalls::compat_number(s));
     match nr {
         Some(nr) if (nr as usize) < observer_common::SYSCALL_BITMAP_WORDS * 64 => Ok(s.to_owned()),
         Some(nr) => Err(format!("syscall number {nr} is beyond the filter's range")),

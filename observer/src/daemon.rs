@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use aya::{
     maps::{MapData, RingBuf},
     programs::Program,
@@ -38,22 +38,39 @@ use crate::{
 /// `--wakeup-every` records per CPU, and on every lifecycle record).
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
-/// `--syscall NAME…` -> the kernel's bitmap.
-pub fn syscall_bitmap(names: &[String]) -> Result<Option<[u64; SYSCALL_BITMAP_WORDS]>> {
+/// The kernel's bitmaps of the native and the compat syscall numbers.
+pub type SyscallBitmaps = ([u64; SYSCALL_BITMAP_WORDS], [u64; SYSCALL_BITMAP_WORDS]);
+
+/// `--syscall NAME…` -> the kernel's bitmaps: each name by its number in
+/// the native table and in the compat (ia32) one, where it has one; a
+/// number is a native number.
+pub fn syscall_bitmap(names: &[String]) -> Result<Option<SyscallBitmaps>> {
     if names.is_empty() {
         return Ok(None);
     }
-    let mut bitmap = [0u64; SYSCALL_BITMAP_WORDS];
-    for n in names {
-        let nr = crate::syscalls::number(n)
-            .or_else(|| n.parse().ok())
-            .with_context(|| format!("--syscall {n}: no such syscall on this architecture"))?;
+    let mut native = [0u64; SYSCALL_BITMAP_WORDS];
+    let mut compat = [0u64; SYSCALL_BITMAP_WORDS];
+    let set = |bitmap: &mut [u64; SYSCALL_BITMAP_WORDS], n: &str, nr: u32| -> Result<()> {
         let word = bitmap
             .get_mut(nr as usize / 64)
             .with_context(|| format!("--syscall {n}: number {nr} is beyond the filter's range"))?;
         *word |= 1 << (nr % 64);
+        Ok(())
+    };
+    for n in names {
+        let nr = crate::syscalls::number(n).or_else(|| n.parse().ok());
+        let compat_nr = crate::syscalls::compat_number(n);
+        if nr.is_none() && compat_nr.is_none() {
+            bail!("--syscall {n}: no such syscall on this architecture");
+        }
+        if let Some(nr) = nr {
+            set(&mut native, n, nr)?;
+        }
+        if let Some(nr) = compat_nr {
+            set(&mut compat, n, nr)?;
+        }
     }
-    Ok(Some(bitmap))
+    Ok(Some((native, compat)))
 }
 
 pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {

@@ -7,7 +7,7 @@ use observer_common::{
     CgroupRecord, EnforcedRecord, ExecRecord, ExitRecord, ForkRecord, Header, PrivilegeRecord,
     SyscallEvent, SyscallExitEvent, SyscallRecord, TaskGoneRecord, KIND_CGROUP_MKDIR,
     KIND_CGROUP_RMDIR, KIND_ENFORCED, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_PRIVILEGE,
-    KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, KIND_TASK_GONE,
+    KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, KIND_TASK_GONE, SYSCALL_COMPAT,
 };
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -130,13 +130,13 @@ fn syscall(e: &SyscallEvent, ret: i64) -> SyscallRecord {
     SyscallRecord {
         header: Header {
             kind: e.kind,
-            cpu: e.cpu,
+            cpu: e.cpu.into(),
             ts: e.ts,
             cgroup_id: e.cgroup_id,
             tid: e.tid,
             ..Header::default()
         },
-        nr: e.nr.into(),
+        nr: crate::syscalls::tagged(e.nr, e.flags & SYSCALL_COMPAT != 0),
         ret,
     }
 }
@@ -165,6 +165,7 @@ mod tests {
             cgroup_id: 99,
             nr: 110,
             cpu: 1,
+            flags: 0,
         };
         let ev = decode(&bytes(&e)).unwrap();
         let Event::Syscall(r) = ev else {
@@ -188,6 +189,17 @@ mod tests {
             panic!()
         };
         assert_eq!((r.nr, r.ret), (-1, -38));
+        // A compat call: the i386 number, marked, kept apart from the
+        // native call of the same number.
+        let c = SyscallEvent {
+            nr: 64,
+            flags: SYSCALL_COMPAT,
+            ..e
+        };
+        let Ok(Event::Syscall(r)) = decode(&bytes(&c)) else {
+            panic!()
+        };
+        assert_eq!(r.nr, 64 | crate::syscalls::COMPAT);
         let mut h = Header {
             kind: KIND_TASK,
             pid: 42,

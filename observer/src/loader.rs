@@ -75,7 +75,9 @@ pub struct LoadOptions {
     /// Attach the lifecycle programs (fork/exec/exit).
     pub lifecycle: bool,
     pub ring_buffer_bytes: u32,
-    pub syscall_filter: Option<[u64; SYSCALL_BITMAP_WORDS]>,
+    /// The syscalls to observe: bitmaps of the native numbers and of the
+    /// compat (ia32) ones.
+    pub syscall_filter: Option<([u64; SYSCALL_BITMAP_WORDS], [u64; SYSCALL_BITMAP_WORDS])>,
     pub cgroup_filter: bool,
     /// See `Config::wakeup_every`.
     pub wakeup_every: u32,
@@ -386,10 +388,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         flags: 0,
         wakeup_every: wakeup_every(opts),
         syscall_bitmap: [0; SYSCALL_BITMAP_WORDS],
+        compat_syscall_bitmap: [0; SYSCALL_BITMAP_WORDS],
     };
-    if let Some(bitmap) = opts.syscall_filter {
+    if let Some((native, compat)) = opts.syscall_filter {
         config.flags |= FLAG_SYSCALL_FILTER;
-        config.syscall_bitmap = bitmap;
+        config.syscall_bitmap = native;
+        config.compat_syscall_bitmap = compat;
     }
     if opts.cgroup_filter {
         config.flags |= FLAG_CGROUP_FILTER;

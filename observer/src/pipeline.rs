@@ -575,9 +575,7 @@ fn sample(w: &mut Feed, account: &Account, clock: i64, r: &observer_common::Sysc
                 pid: h.pid,
                 ns_pid: h.ns_pid,
                 comm: String::from_utf8_lossy(cstr(&h.comm)).into_owned(),
-                syscall: crate::syscalls::name(r.nr)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| r.nr.to_string()),
+                syscall: crate::syscalls::label(r.nr),
             },
         );
     }

@@ -40,6 +40,11 @@ struct Args {
     /// Number of getppid calls.
     #[arg(long, default_value_t = 1000)]
     calls: u64,
+    /// Then this many getppid calls through `int 0x80` (x86_64): compat
+    /// (ia32) syscalls, numbered from the i386 table (getppid is 64 there).
+    /// The report's `int80` says whether the kernel took them.
+    #[arg(long, default_value_t = 0)]
+    int80_calls: u64,
     /// Sleep this many ms before exiting (keeps the task alive for checks).
     #[arg(long, default_value_t = 0)]
     linger_ms: u64,
@@ -136,6 +141,89 @@ fn leader_exits_first(calls: u64) -> ! {
         // SAFETY: ends this thread; nothing of it is used afterwards.
         unsafe { libc::syscall(libc::SYS_exit, 0) };
     }
+}
+
+/// A syscall through the 32-bit entry (`int 0x80`) from this 64-bit
+/// process, with no arguments: what a 32-bit binary's calls look like to the
+/// kernel (`TS_COMPAT`, the i386 numbering).
+#[cfg(target_arch = "x86_64")]
+fn int80(nr: u32) -> i32 {
+    let ret: u32;
+    // SAFETY: only argument-less calls (getpid, getppid) are made; the
+    // kernel's int 0x80 entry zeroes r8-r11 on some versions.
+    unsafe {
+        std::arch::asm!(
+            "int 0x80",
+            inlateout("eax") nr => ret,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            options(nostack),
+        );
+    }
+    ret as i32
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn int80(_nr: u32) -> i32 {
+    -libc::ENOSYS
+}
+
+/// i386 `getpid` and `getppid`.
+const I386_GETPID: u32 = 20;
+const I386_GETPPID: u32 = 64;
+
+/// Whether this kernel takes `int 0x80` from a 64-bit process, tried in a
+/// child (without IA32 emulation, or with it off by `ia32_emulation=0`,
+/// the instruction faults: SIGSEGV). Err says why not.
+fn int80_available() -> Result<(), String> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err("int 0x80 is x86 only".into());
+    }
+    // SAFETY: the child makes one syscall and exits.
+    unsafe {
+        let child = libc::fork();
+        check(child as i64, "fork");
+        if child == 0 {
+            let r = int80(I386_GETPID);
+            libc::_exit(if r == libc::getpid() {
+                0
+            } else if r == -libc::ENOSYS {
+                3
+            } else {
+                4
+            });
+        }
+        let mut status = 0;
+        libc::waitpid(child, &mut status, 0);
+        if libc::WIFSIGNALED(status) {
+            return Err(format!(
+                "int 0x80 killed the process with signal {}: the kernel has no IA32 emulation, or it is off (ia32_emulation=0)",
+                libc::WTERMSIG(status)
+            ));
+        }
+        match libc::WEXITSTATUS(status) {
+            0 => Ok(()),
+            3 => Err("int 0x80 returned ENOSYS".into()),
+            n => Err(format!(
+                "int 0x80 getpid returned something else (status {n})"
+            )),
+        }
+    }
+}
+
+/// `n` getppid calls through `int 0x80`; the calls that returned the
+/// parent's PID, as /proc tells it (no native getppid call is made: the
+/// tests count those exactly; /proc is the host's, so the two views agree
+/// only outside `--unshare`).
+fn int80_getppid(n: u64) -> u64 {
+    let ppid: i32 = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(-1);
+    (0..n).filter(|_| int80(I386_GETPPID) == ppid).count() as u64
 }
 
 /// `n` getppid calls.
@@ -521,6 +609,14 @@ fn main() {
         unsafe { libc::syscall(libc::SYS_getppid) };
     }
     let elapsed = start.elapsed();
+    let int80 = (args.int80_calls > 0).then(|| match int80_available() {
+        Ok(()) => serde_json::json!({
+            "available": true,
+            "calls": args.int80_calls,
+            "returned_ppid": int80_getppid(args.int80_calls),
+        }),
+        Err(why) => serde_json::json!({"available": false, "calls": 0, "why": why}),
+    });
     // /proc is still the host's mount: /proc/self names the host PID.
     let host_pid: u64 = fs::read_link("/proc/self")
         .ok()
@@ -536,6 +632,7 @@ fn main() {
             "utsns": ns("uts"),
             "calls": args.calls,
             "ns_per_call": elapsed.as_nanos() as f64 / args.calls.max(1) as f64,
+            "int80": int80,
         })
     );
     if args.linger_ms > 0 {

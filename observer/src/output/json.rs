@@ -176,10 +176,15 @@ pub fn event(buf: &mut Vec<u8>, ev: &crate::decode::Event, tail: &str, clock: i6
                     buf.extend_from_slice(n.as_bytes());
                     buf.push(b'"');
                 }
-                None => num(buf, r.nr),
+                None => num(buf, crate::syscalls::raw(r.nr)),
             }
             buf.extend_from_slice(b",\"nr\":");
-            num(buf, r.nr);
+            num(buf, crate::syscalls::raw(r.nr));
+            if let Some(abi) = crate::syscalls::abi(r.nr).label() {
+                buf.extend_from_slice(b",\"abi\":\"");
+                buf.extend_from_slice(abi.as_bytes());
+                buf.push(b'"');
+            }
             if exit {
                 buf.extend_from_slice(b",\"ret\":");
                 num(buf, r.ret);
