@@ -28,6 +28,9 @@ pub struct Bench {
     quick: bool,
     out_dir: PathBuf,
     cgroup: CgroupDir,
+    /// Per-call cost as the workload thread's CPU time rather than the
+    /// wall clock (`--cpu-time`).
+    cpu_time: bool,
 }
 
 /// A container-shaped cgroup (`/docker/<64 hex>`) so that the observer,
@@ -230,6 +233,7 @@ impl Bench {
             quick,
             out_dir,
             cgroup: CgroupDir::new()?,
+            cpu_time: false,
         })
     }
 
@@ -249,7 +253,12 @@ impl Bench {
             c.arg("--cgroup").arg(&self.cgroup.path);
         }
         let v = self.run_workload(&mut c)?;
-        v["ns_per_call"].as_f64().context("workload report")
+        let key = if self.cpu_time {
+            "cpu_ns_per_call"
+        } else {
+            "ns_per_call"
+        };
+        v[key].as_f64().context("workload report")
     }
 
     fn spawn_ns(&self) -> Result<f64> {
@@ -808,7 +817,14 @@ fn overhead_table(r: &Value, command: &str) -> String {
         if r["quick"] == true { " --quick" } else { "" },
         m["date"].as_str().unwrap_or("?"),
     );
-    s.push_str("| phase | ns per getppid (median, min–max) | ratio to off | ns added |\n|---|---|---|---|\n");
+    let what = if r["clock"] == "thread_cpu" {
+        "CPU ns per getppid"
+    } else {
+        "ns per getppid"
+    };
+    s.push_str(&format!(
+        "| phase | {what} (median, min–max) | ratio to off | ns added |\n|---|---|---|---|\n"
+    ));
     let o = &r["overhead"];
     s.push_str(&format!(
         "| off | {} ({}–{}) | 1.00 | 0 |\n",
@@ -1063,23 +1079,32 @@ pub fn validate(r: &Value) -> Result<()> {
 }
 
 /// Only the per-syscall cost of the given phases, interleaved with `off`
-/// as in the full run: `target/bench/phases.{json,md}`.
+/// as in the full run: `target/bench/phases.{json,md}`. With `cpu_time`,
+/// each call's cost is the workload thread's CPU time, which other load on
+/// a shared machine disturbs far less than the wall clock.
 pub fn run_phases(
     observer: PathBuf,
     workload: PathBuf,
     phases: &[String],
     rounds: usize,
+    cpu_time: bool,
 ) -> Result<()> {
-    let b = Bench::new(observer, workload, false)?;
+    let mut b = Bench::new(observer, workload, false)?;
+    b.cpu_time = cpu_time;
     let phases: Vec<&str> = phases.iter().map(String::as_str).collect();
     let overhead = b.overhead(&phases, rounds)?;
     let report = json!({
         "machine": machine(), "quick": false, "rounds": rounds, "phases": phases,
+        "clock": if cpu_time { "thread_cpu" } else { "wall" },
         "overhead": overhead,
     });
     let md = overhead_table(
         &report,
-        &format!("bench --phases {} --rounds {rounds}", phases.join(",")),
+        &format!(
+            "bench --phases {} --rounds {rounds}{}",
+            phases.join(","),
+            if cpu_time { " --cpu-time" } else { "" }
+        ),
     );
     fs::write(
         b.out_dir.join("phases.json"),

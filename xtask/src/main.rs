@@ -92,6 +92,10 @@ enum Cmd {
         /// Rounds for --phases (default 5) or --memory (default 1).
         #[arg(long)]
         rounds: Option<usize>,
+        /// With --phases: each call's cost as the workload thread's CPU
+        /// time instead of the wall clock (steadier on a busy machine).
+        #[arg(long)]
+        cpu_time: bool,
     },
     /// Containers created and destroyed every second for N minutes while the
     /// observer runs; prints its memory over time.
@@ -150,6 +154,7 @@ fn main() {
             rates,
             seconds,
             rounds,
+            cpu_time,
         } => build::build_all(true).and_then(|observer| {
             let workload = observer.with_file_name("observer-workload");
             match web_clients {
@@ -164,7 +169,7 @@ fn main() {
                     rounds.unwrap_or(1),
                 ),
                 None if !phases.is_empty() => {
-                    bench::run_phases(observer, workload, &phases, rounds.unwrap_or(5))
+                    bench::run_phases(observer, workload, &phases, rounds.unwrap_or(5), cpu_time)
                 }
                 None => bench::run(observer, workload, quick),
             }
