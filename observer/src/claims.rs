@@ -651,3 +651,96 @@ mod start_tests {
         assert_eq!(c.exec(9, 5, b"sh", b"/bin/sh"), None);
     }
 }
+
+#[cfg(test)]
+mod refused_tests {
+    use std::{fs, sync::Arc};
+
+    use super::*;
+    use crate::{
+        container::Container,
+        limits::{Layout, Place},
+        summary::Entry,
+    };
+
+    fn entry(cg: u64) -> Entry {
+        let c = Container {
+            id: "c1".into(),
+            name: Some("forker".into()),
+            runtime: "docker",
+            image: None,
+            cgroup: "/docker/c1".into(),
+            pod_uid: None,
+            kubernetes: None,
+        };
+        Entry {
+            container: Some(Arc::new(c)),
+            json: Arc::from(r#"{"id":"c1","name":"forker"}"#),
+            cgroup_id: Some(cg),
+            group: Default::default(),
+            cpu: Default::default(),
+            claims: None,
+        }
+    }
+
+    /// The refused-fork records: (count, task, limit).
+    type Refusal = (u64, Option<(u32, String)>, Option<u64>);
+
+    fn pids(e: &[Enforced]) -> Vec<Refusal> {
+        e.iter()
+            .filter(|e| e.kind == "pids_limit")
+            .map(|e| (e.count, e.task.clone(), e.limit))
+            .collect()
+    }
+
+    /// The pids controller's counter, read each interval and at a task's
+    /// exit, gives each refused fork once, without a task; after the
+    /// cgroup is gone nothing more, and the total stays. With the kernel
+    /// program as the source, the counter is not read as well.
+    #[test]
+    fn refused_forks_come_from_one_source() {
+        let dir = std::env::temp_dir().join(format!("observer-refused-{}", std::process::id()));
+        let cg_dir = dir.join("docker/c1");
+        fs::create_dir_all(&cg_dir).unwrap();
+        fs::write(cg_dir.join("pids.max"), "16\n").unwrap();
+        fs::write(cg_dir.join("pids.events"), "max 0\n").unwrap();
+        let layout = Layout {
+            pids: Some(Place::V1(dir.clone())),
+            ..Default::default()
+        };
+        let host = HostNamespaces {
+            pidns: 1,
+            mntns: 2,
+            utsns: 3,
+            netns: 4,
+        };
+        let mut c = Claims::new(layout.clone(), host, u64::MAX);
+        let mut es = vec![entry(7)];
+        assert!(pids(&c.interval(&mut es, 1)).is_empty());
+        // Refused, then the task exits: read at once.
+        fs::write(cg_dir.join("pids.events"), "max 3\n").unwrap();
+        c.task_exit(7, "/docker/c1");
+        fs::write(cg_dir.join("pids.events"), "max 25\n").unwrap();
+        let out = c.interval(&mut es, 2);
+        assert_eq!(pids(&out), vec![(25, None, Some(16))]);
+        assert_eq!(out[0].json.as_ref(), r#"{"id":"c1","name":"forker"}"#);
+        assert_eq!(es[0].claims.as_ref().unwrap().enforced.pids_limit, 25);
+        // The same count again: nothing new.
+        assert!(pids(&c.interval(&mut es, 3)).is_empty());
+        // Removed: no count, no record, the total kept.
+        fs::remove_dir_all(&cg_dir).unwrap();
+        c.task_exit(7, "/docker/c1");
+        assert!(pids(&c.interval(&mut es, 4)).is_empty());
+        assert_eq!(es[0].claims.as_ref().unwrap().enforced.pids_limit, 25);
+
+        // `--refused-fork-tasks`: the program's records only.
+        fs::create_dir_all(&cg_dir).unwrap();
+        fs::write(cg_dir.join("pids.max"), "16\n").unwrap();
+        fs::write(cg_dir.join("pids.events"), "max 9\n").unwrap();
+        let mut c = Claims::new(layout, host, u64::MAX).with_refused_from_program(true);
+        c.task_exit(7, "/docker/c1");
+        assert!(pids(&c.interval(&mut es, 5)).is_empty());
+        assert_eq!(es[0].claims.as_ref().unwrap().enforced.pids_limit, 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
