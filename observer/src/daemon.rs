@@ -369,6 +369,8 @@ pub async fn run_with_taps(
         None => (None, None),
     };
     let loaded = loader::load(&opts)?;
+    // What loading parsed is freed: give its pages back.
+    crate::memory::release();
 
     let (req_tx, req_rx) = mpsc::unbounded_channel();
     let (rep_tx, mut rep_rx) = mpsc::unbounded_channel();
@@ -585,6 +587,8 @@ async fn run_loop(
                     kvm_record(kx, &mut p);
                 }
                 retirement.prune(&mut maps);
+                // A burst's queued lines are freed by now.
+                crate::memory::release();
             }
             _ = &mut shutdown => break,
         }

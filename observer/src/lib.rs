@@ -27,6 +27,7 @@ pub mod identity;
 pub mod kernel_info;
 pub mod limits;
 pub mod loader;
+pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

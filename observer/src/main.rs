@@ -2,6 +2,7 @@ use clap::Parser;
 use observer::cli::{Cli, Command};
 
 fn main() {
+    observer::memory::tune();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
