@@ -67,6 +67,16 @@ fn open_error(p: &Path, e: io::Error) -> anyhow::Error {
     anyhow::Error::new(e).context(format!("open --output {}", p.display()))
 }
 
+/// Bytes a sink gathers before they go out (`maybe_flush`): a buffer that
+/// stays in cache, and few hand-overs to the writer thread.
+pub const CHUNK: usize = 1 << 16;
+
+/// Room beyond `CHUNK` for the line that crosses it. Without it, that line
+/// made every buffer grow to twice its size (a 128 KiB block and a copy of
+/// the whole chunk) just before it went out: twice the memory for each
+/// chunk queued for the writer.
+const LINE_ROOM: usize = 4 << 10;
+
 /// Where a sink's chunks go: written in place (tests, tools), or handed to
 /// the writer thread (the daemon).
 enum Out {
@@ -104,7 +114,7 @@ impl Sink {
     fn with(out: Out) -> Self {
         Sink {
             out,
-            buf: Vec::with_capacity(1 << 16),
+            buf: Vec::with_capacity(CHUNK + LINE_ROOM),
             closed: false,
             error: None,
             dropped_lines: 0,
@@ -113,7 +123,7 @@ impl Sink {
 
     /// Writes out what is buffered once it is large enough.
     pub fn maybe_flush(&mut self) -> io::Result<()> {
-        if self.buf.len() >= 1 << 16 {
+        if self.buf.len() >= CHUNK {
             self.flush()?;
         }
         Ok(())
@@ -130,7 +140,7 @@ impl Sink {
                 self.buf.clear();
                 // Keep the buffer's usual size, not the size of a past burst.
                 if self.buf.capacity() > 4 << 20 {
-                    self.buf.shrink_to(1 << 16);
+                    self.buf.shrink_to(CHUNK + LINE_ROOM);
                 }
                 r
             }
@@ -143,7 +153,7 @@ impl Sink {
                     let chunk = if self.buf.len() >= 1 << 14 {
                         Bytes::from(std::mem::replace(
                             &mut self.buf,
-                            Vec::with_capacity(1 << 16),
+                            Vec::with_capacity(CHUNK + LINE_ROOM),
                         ))
                     } else {
                         let c = Bytes::copy_from_slice(&self.buf);
@@ -238,6 +248,21 @@ mod tests {
             s.error.as_ref().map(io::Error::kind),
             Some(io::ErrorKind::StorageFull)
         );
+    }
+
+    /// Lines of a few hundred bytes fill a chunk without the buffer ever
+    /// growing: the chunk that goes out is the block first allocated.
+    #[test]
+    fn a_chunk_goes_out_without_growing() {
+        let mut s = Sink::new(Box::new(io::sink()));
+        let cap = s.buf.capacity();
+        let line = [b'x'; 330];
+        for _ in 0..3 * CHUNK / line.len() {
+            s.buf.extend_from_slice(&line);
+            assert_eq!(s.buf.capacity(), cap, "at {} bytes", s.buf.len());
+            s.maybe_flush().unwrap();
+        }
+        assert!(s.buf.len() < CHUNK);
     }
 
     /// Holds every write until opened, and keeps what was written.
