@@ -122,6 +122,17 @@ pub const MODE_COUNT: u32 = 1;
 pub const FLAG_SYSCALL_FILTER: u32 = 1 << 0;
 pub const FLAG_CGROUP_FILTER: u32 = 1 << 1;
 
+/// `Config::split`: how far a streamed syscall goes in `sys_enter`, for the
+/// benchmark's kernel cost split (`cargo xtask bench --kernel-split`). A
+/// `.rodata` constant: the verifier prunes the branches of the values not
+/// chosen, so a normal run (`SPLIT_FULL`) carries none of them.
+pub const SPLIT_FULL: u32 = 0;
+/// Stop after taking the time stamp (no identity check, no record).
+pub const SPLIT_TIMESTAMP: u32 = 1;
+/// Stop after the time stamp and the identity check (comm loads and the
+/// `IDENTITY` lookup).
+pub const SPLIT_IDENTITY: u32 = 2;
+
 /// Deepest PID-namespace level (0 is the host), the kernel's own limit: every
 /// level is read, the first 8 with direct loads (the verifier needs a
 /// constant offset into `pid->numbers[level]`, so those are unrolled), the
@@ -210,6 +221,9 @@ pub struct Config {
     /// Force a reader wakeup every this many high-rate records on a CPU (a
     /// power of two); the others are submitted without one.
     pub wakeup_every: u32,
+    /// `SPLIT_*`: `SPLIT_FULL` but in the benchmark.
+    pub split: u32,
+    pub _pad: u32,
     /// Bit `nr` set = syscall `nr` is observed (when `FLAG_SYSCALL_FILTER`).
     pub syscall_bitmap: [u64; SYSCALL_BITMAP_WORDS],
     /// The same for compat (ia32) syscalls, in the i386 numbering.
@@ -480,6 +494,6 @@ mod tests {
         assert_eq!(size_of::<CountKey>(), 16);
         assert_eq!(size_of::<CountSlot>(), 16 + 8 * COUNT_SLOT_NRS);
         assert_eq!(size_of::<KernelOffsets>(), 32 * 4);
-        assert_eq!(size_of::<Config>(), 16 + 2 * 8 * SYSCALL_BITMAP_WORDS);
+        assert_eq!(size_of::<Config>(), 24 + 2 * 8 * SYSCALL_BITMAP_WORDS);
     }
 }

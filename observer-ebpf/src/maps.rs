@@ -111,6 +111,8 @@ pub static CONFIG: Config = Config {
     mode: 0,
     flags: 0,
     wakeup_every: 512,
+    split: 0,
+    _pad: 0,
     syscall_bitmap: [0; 8],
     compat_syscall_bitmap: [0; 8],
 };

@@ -40,6 +40,25 @@ pub enum Command {
     },
 }
 
+/// `--kernel-split`: see `observer_common::SPLIT_*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelSplit {
+    #[default]
+    Full,
+    Timestamp,
+    Identity,
+}
+
+impl KernelSplit {
+    pub fn value(self) -> u32 {
+        match self {
+            KernelSplit::Full => observer_common::SPLIT_FULL,
+            KernelSplit::Timestamp => observer_common::SPLIT_TIMESTAMP,
+            KernelSplit::Identity => observer_common::SPLIT_IDENTITY,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// Every event through the ring buffer, as JSON lines.
@@ -92,6 +111,15 @@ pub struct WatchArgs {
     /// Wake the reader once every N records per CPU (a power of two).
     #[arg(long, default_value_t = 512, hide = true)]
     pub wakeup_every: u32,
+    /// Hand read ring-buffer space back to the kernel once every N bytes
+    /// (0: after every record).
+    #[arg(long, default_value_t = crate::ring::DEFAULT_COMMIT_BYTES, hide = true)]
+    pub ring_commit_bytes: usize,
+    /// How far a streamed syscall goes in the kernel (the benchmark's cost
+    /// split): full, timestamp (stop after the time stamp) or identity (stop
+    /// after the identity check). Anything but full emits no records.
+    #[arg(long, value_enum, default_value_t = KernelSplit::Full, hide = true)]
+    pub kernel_split: KernelSplit,
     /// How the kernel programs read task fields: `auto` picks `btf` where
     /// the kernel has `bpf_get_current_task_btf` (5.11+) and `probe-read`
     /// before; forcing `probe-read` measures the 5.10 fallback anywhere.

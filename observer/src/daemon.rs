@@ -30,6 +30,7 @@ use crate::{
     loader::{self, Counters, LoadOptions, Loaded},
     output::{open_output, Sink},
     pipeline::{boot_ns, KernelCounters, Pipeline, Taps},
+    ring::RingReader,
     web::{self, Feed},
 };
 
@@ -94,6 +95,7 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         kvm_exits: args.kvm_exits,
         claims: !args.no_claims,
         refused_fork_tasks: args.refused_fork_tasks,
+        split: args.kernel_split.value(),
     })
 }
 
@@ -264,7 +266,7 @@ impl CgroupRing {
 }
 
 /// Reads up to `DRAIN_BATCH` records; true when the ring was emptied.
-fn drain(ring: &mut RingBuf<MapData>, cgroups: &mut CgroupRing, p: &mut Pipeline) -> bool {
+fn drain(ring: &mut RingReader, cgroups: &mut CgroupRing, p: &mut Pipeline) -> bool {
     cgroups.drain(p);
     // Runs of records from one cgroup are the common case: check each new
     // cgroup once.
@@ -274,7 +276,7 @@ fn drain(ring: &mut RingBuf<MapData>, cgroups: &mut CgroupRing, p: &mut Pipeline
             cgroups.apply_removals(p, true);
             return true;
         };
-        if let Some(cg) = decode::task_cgroup(&item) {
+        if let Some(cg) = decode::task_cgroup(item) {
             if cg != known {
                 if !p.knows_cgroup(cg) {
                     // Its `cgroup_mkdir` was committed before this record:
@@ -284,7 +286,7 @@ fn drain(ring: &mut RingBuf<MapData>, cgroups: &mut CgroupRing, p: &mut Pipeline
                 known = cg;
             }
         }
-        p.record(&item);
+        p.record(item);
     }
     cgroups.apply_removals(p, false);
     false
@@ -516,8 +518,9 @@ async fn run_loop(
         oncpu,
         stats,
     };
-    // SAFETY: the ring buffer owns its map fd, which stays open for as long
-    // as the AsyncFd owns the ring buffer.
+    let events = RingReader::new(events, p.args.ring_commit_bytes)?;
+    // SAFETY: the reader owns the ring's map fd, which stays open for as
+    // long as the AsyncFd owns the reader.
     let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
         .context("watch the ring buffer")?;

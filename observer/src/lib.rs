@@ -33,6 +33,7 @@ pub mod output;
 pub mod pipeline;
 pub mod privilege;
 pub mod render;
+pub mod ring;
 pub mod roster;
 pub mod selfid;
 pub mod summary;

@@ -98,6 +98,8 @@ pub struct LoadOptions {
     /// tracepoint for every syscall (about +10 ns each). Without it the
     /// daemon counts refused forks from the cgroups' `pids.events`.
     pub refused_fork_tasks: bool,
+    /// `SPLIT_*`: how far `sys_enter` goes (the benchmark's cost split).
+    pub split: u32,
 }
 
 impl Default for LoadOptions {
@@ -117,6 +119,7 @@ impl Default for LoadOptions {
             kvm_exits: false,
             claims: true,
             refused_fork_tasks: false,
+            split: SPLIT_FULL,
         }
     }
 }
@@ -387,6 +390,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         mode: opts.mode,
         flags: 0,
         wakeup_every: wakeup_every(opts),
+        split: opts.split,
+        _pad: 0,
         syscall_bitmap: [0; SYSCALL_BITMAP_WORDS],
         compat_syscall_bitmap: [0; SYSCALL_BITMAP_WORDS],
     };

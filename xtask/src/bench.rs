@@ -373,8 +373,9 @@ impl Bench {
             "stream_null"
             | "stream_file"
             | "stream_null_no_claims"
-            | "stream_null_refused_fork_tasks" => {
-                let out = if name == "stream_file" {
+            | "stream_null_refused_fork_tasks"
+            | "stream_file_commit_each" => {
+                let out = if name.starts_with("stream_file") {
                     file_s.as_str()
                 } else {
                     "/dev/null"
@@ -384,6 +385,11 @@ impl Bench {
                     "stream_null_no_claims" => args.push("--no-claims"),
                     "stream_null_refused_fork_tasks" => args.push("--refused-fork-tasks"),
                     _ => {}
+                }
+                // The reader handing each record's space back at once, as
+                // aya's `RingBuf::next` does (the default batches it).
+                if name == "stream_file_commit_each" {
+                    args.extend(["--ring-commit-bytes", "0"]);
                 }
                 let t = observer(&args, 7)?;
                 let ns = self.getppid_ns(true)?;
@@ -1317,4 +1323,170 @@ fn web_markdown(r: &Value) -> String {
         if a["all_zero_drops"] == true { "yes" } else { "no" },
     ));
     s
+}
+
+/// Cumulative `run_time_ns` and `run_cnt` of each BPF program `pid` holds,
+/// by program ID, from `/proc/PID/fdinfo` (filled while
+/// `kernel.bpf_stats_enabled` is 1).
+fn prog_stats(pid: u32) -> std::collections::HashMap<u64, (u64, u64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(info) = fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let field = |k: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k)?.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(t), Some(n)) =
+            (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+        {
+            out.insert(id, (t, n));
+        }
+    }
+    out
+}
+
+/// Sets `kernel.bpf_stats_enabled` for as long as it lives.
+struct BpfStats {
+    before: String,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    fn enable() -> Result<Self> {
+        let before = fs::read_to_string(BPF_STATS)
+            .with_context(|| format!("read {BPF_STATS}"))?
+            .trim()
+            .to_owned();
+        fs::write(BPF_STATS, "1")
+            .with_context(|| format!("write 1 to {BPF_STATS} (needs root)"))?;
+        Ok(BpfStats { before })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(BPF_STATS, &self.before);
+    }
+}
+
+/// The kernel cost split's configurations: name, observer arguments, the
+/// programs it attaches, whether the workload runs in the watched cgroup.
+const SPLIT: &[(&str, &[&str], usize, bool)] = &[
+    ("floor", &["floor"], 1, true),
+    (
+        "count",
+        &["--mode", "count", "--output", "/dev/null"],
+        4,
+        true,
+    ),
+    ("stream_filtered", &["--output", "/dev/null"], 7, false),
+    (
+        "stream_timestamp",
+        &["--output", "/dev/null", "--kernel-split", "timestamp"],
+        7,
+        true,
+    ),
+    (
+        "stream_identity",
+        &["--output", "/dev/null", "--kernel-split", "identity"],
+        7,
+        true,
+    ),
+    (
+        "stream_commit_each",
+        &["--output", "/dev/null", "--ring-commit-bytes", "0"],
+        7,
+        true,
+    ),
+    ("stream", &["--output", "/dev/null"], 7, true),
+];
+
+impl Bench {
+    /// One configuration: the `sys_enter` program's mean run time (ns per
+    /// run, as bpf_stats counts it) over one getppid workload, and the
+    /// workload's ns per call. The program is the one of the observer's
+    /// that ran most often meanwhile: `sys_enter` fires on every call.
+    fn split_phase(&self, args: &[&str], links: usize, in_cgroup: bool) -> Result<(f64, f64)> {
+        let t = self.observer(args, links)?;
+        let before = prog_stats(t.pid());
+        let ns = self.getppid_ns(in_cgroup)?;
+        let after = prog_stats(t.pid());
+        t.stop()?;
+        let (dt, dn) = after
+            .iter()
+            .filter_map(|(id, (t1, n1))| {
+                let (t0, n0) = before.get(id).copied().unwrap_or((0, 0));
+                Some((t1.checked_sub(t0)?, n1.checked_sub(n0)?))
+            })
+            .max_by_key(|(_, n)| *n)
+            .context("no BPF program run counts in the observer's fdinfo")?;
+        if dn < self.calls() {
+            bail!(
+                "the busiest program ran {dn} times for {} calls: sys_enter not found",
+                self.calls()
+            );
+        }
+        Ok((dt as f64 / dn as f64, ns))
+    }
+}
+
+/// `bench --kernel-split`: the `sys_enter` program's own time per run for
+/// each step of the stream path, from bpf_stats, rounds interleaved:
+/// `target/bench/kernel_split.{json,md}`. bpf_stats times each run with two
+/// clock reads around the program; the empty `floor` program's time is that
+/// cost alone, and is subtracted from every row.
+pub fn run_kernel_split(observer: PathBuf, workload: PathBuf, rounds: usize) -> Result<()> {
+    let b = Bench::new(observer, workload, false)?;
+    let _stats = BpfStats::enable()?;
+    let mut run_ns: Vec<Vec<f64>> = vec![Vec::new(); SPLIT.len()];
+    let mut call_ns: Vec<Vec<f64>> = vec![Vec::new(); SPLIT.len()];
+    for round in 0..rounds {
+        for (i, (name, args, links, in_cgroup)) in SPLIT.iter().enumerate() {
+            let (r, c) = b.split_phase(args, *links, *in_cgroup)?;
+            eprintln!(
+                "bench: round {} {name}: {r:.1} ns per run, {c:.1} ns per getppid",
+                round + 1
+            );
+            run_ns[i].push(r);
+            call_ns[i].push(c);
+        }
+    }
+    let floor = median(&mut run_ns[0].clone());
+    let mut rows = Vec::new();
+    let m = machine();
+    let mut md = format!(
+        "Machine: Linux {}, {} × {}; {rounds} rounds, interleaved; `cargo xtask bench --kernel-split --rounds {rounds}` on {}.\n\n\
+         `sys_enter`'s own time per run from bpf_stats (`run_time_ns / run_cnt`), minus the empty program's ({floor:.1} ns: bpf_stats' own clock reads), median (min–max):\n\n\
+         | step | program ns per run | ns per getppid (stats on) |\n|---|---|---|\n",
+        m["kernel"].as_str().unwrap_or("?"),
+        m["cpus"],
+        m["cpu"].as_str().unwrap_or("?"),
+        m["date"].as_str().unwrap_or("?"),
+    );
+    for (i, (name, ..)) in SPLIT.iter().enumerate() {
+        let mut r = run_ns[i].clone();
+        let mut c = call_ns[i].clone();
+        let (rm, cm) = (median(&mut r), median(&mut c));
+        let own = if i == 0 { rm } else { rm - floor };
+        md.push_str(&format!(
+            "| {name} | {own:.1} ({:.1}–{:.1}) | {cm:.1} |\n",
+            r.first().copied().unwrap_or(f64::NAN) - if i == 0 { 0.0 } else { floor },
+            r.last().copied().unwrap_or(f64::NAN) - if i == 0 { 0.0 } else { floor },
+        ));
+        rows.push(json!({"step": name, "run_ns": run_ns[i], "own_ns_median": own, "getppid_ns": call_ns[i]}));
+    }
+    let report = json!({"machine": m, "rounds": rounds, "stats_floor_ns": floor, "steps": rows});
+    fs::write(
+        b.out_dir.join("kernel_split.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    fs::write(b.out_dir.join("kernel_split.md"), &md)?;
+    println!("{md}");
+    Ok(())
 }

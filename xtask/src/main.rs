@@ -89,13 +89,19 @@ enum Cmd {
         /// With --memory: seconds per step.
         #[arg(long, default_value_t = 30.0)]
         seconds: f64,
-        /// Rounds for --phases (default 5) or --memory (default 1).
+        /// Rounds for --phases and --kernel-split (default 5) or --memory
+        /// (default 1).
         #[arg(long)]
         rounds: Option<usize>,
         /// With --phases: each call's cost as the workload thread's CPU
         /// time instead of the wall clock (steadier on a busy machine).
         #[arg(long)]
         cpu_time: bool,
+        /// Only the `sys_enter` program's own time per run (bpf_stats) for
+        /// each step of the stream path; writes
+        /// target/bench/kernel_split.{json,md}.
+        #[arg(long, conflicts_with_all = ["web_clients", "fallback", "memory"])]
+        kernel_split: bool,
     },
     /// Containers created and destroyed every second for N minutes while the
     /// observer runs; prints its memory over time.
@@ -155,9 +161,13 @@ fn main() {
             seconds,
             rounds,
             cpu_time,
+            kernel_split,
         } => build::build_all(true).and_then(|observer| {
             let workload = observer.with_file_name("observer-workload");
             match web_clients {
+                None if kernel_split => {
+                    bench::run_kernel_split(observer, workload, rounds.unwrap_or(5))
+                }
                 Some(n) => bench::run_web(observer, workload, n, quick),
                 None if fallback => bench::run_fallback(observer, workload, quick),
                 None if memory => bench::run_memory(
