@@ -44,6 +44,9 @@ use crate::{
 /// ahead.
 const LIFECYCLE_BACKLOG: usize = 1024;
 
+/// Records attribution may hand on at once that `flow` keeps room for.
+const OUT_KEPT: usize = 64;
+
 /// What the pipeline publishes for live views (a web page, metrics): the
 /// latest summary, and each container start and exit.
 #[derive(Clone)]
@@ -264,6 +267,11 @@ impl Pipeline {
                 // output buffer.
                 let _ = self.render.sink.maybe_flush();
             }
+        }
+        // A container's events held for its name come out at once, tens of
+        // thousands under a flood: not kept at that size ever after.
+        if self.out.capacity() > OUT_KEPT {
+            self.out.shrink_to(OUT_KEPT);
         }
     }
 
