@@ -10,7 +10,7 @@ use aya_ebpf::{
 use observer_common::{
     CountKey, CountSlot, Header, SyscallEvent, SyscallExitEvent, COUNT_NR_COMPAT, COUNT_SLOTS,
     COUNT_SLOT_NRS, FLAG_SYSCALL_FILTER, KIND_SYSCALL, KIND_SYSCALL_EXIT, KIND_TASK, MODE_COUNT,
-    SPLIT_IDENTITY, SPLIT_TIMESTAMP, SYSCALL_BITMAP_WORDS, SYSCALL_COMPAT, X32_SYSCALL_BIT,
+    SPLIT_IDENTITY, SPLIT_TIMESTAMP, SYSCALL_BITMAP_WORDS, X32_SYSCALL_BIT,
 };
 
 use crate::{
@@ -18,7 +18,9 @@ use crate::{
         batched_wakeup, cgroup_dropped, record_loss, ro, Sent, CONFIG, COUNTS, COUNT_RETIRED,
         COUNT_SLOTS_MAP, EVENTS, IDENTITY, OFFSETS,
     },
-    task::{cgroup_id, fill_header, in_compat_syscall, pidns, Access, Direct, Probe, Task},
+    task::{
+        cgroup_id, compat_flags, fill_header, in_compat_syscall, pidns, Access, Direct, Probe, Task,
+    },
 };
 
 /// `unshare` and `setns`: the only calls that change the calling task's
@@ -27,8 +29,15 @@ use crate::{
 const NS_CHANGING: [i64; 2] = [272, 308];
 #[cfg(bpf_target_arch = "aarch64")]
 const NS_CHANGING: [i64; 2] = [97, 268];
-/// The same in the i386 table, for compat calls.
+/// The same in the i386 table, for compat calls. Either pair marks the
+/// identity stale, compat or not: x86_64's 310 (`process_vm_readv`) then
+/// costs one identity record more, and no compat state is carried through
+/// the program (on Linux 5.10 a value live across `emit` multiplies the
+/// verifier's states past its 1M-instruction limit).
+#[cfg(bpf_target_arch = "x86_64")]
 const NS_CHANGING_COMPAT: [i64; 2] = [310, 346];
+#[cfg(bpf_target_arch = "aarch64")]
+const NS_CHANGING_COMPAT: [i64; 2] = NS_CHANGING;
 
 /// `TP_PROTO(struct pt_regs *regs, long id)`
 #[btf_tracepoint(function = "sys_enter")]
@@ -102,15 +111,16 @@ fn syscall_nr_from_regs<A: Access>(ctx: &BtfTracePointContext) -> i64 {
     unsafe { A::ld::<i32>(regs, 34 * 8 + 8) as i64 }
 }
 
+/// Whether `nr` passes `--syscall`: a compat call by its i386 number.
 #[inline(always)]
-fn syscall_wanted(nr: i64, compat: bool) -> bool {
+fn syscall_wanted<A: Access>(task: Task, nr: i64) -> bool {
     if ro(&CONFIG.flags) & FLAG_SYSCALL_FILTER == 0 {
         return true;
     }
     if nr < 0 || nr >= (SYSCALL_BITMAP_WORDS * 64) as i64 {
         return false;
     }
-    let bitmap = if compat {
+    let bitmap = if in_compat_syscall::<A>(task) {
         &CONFIG.compat_syscall_bitmap
     } else {
         &CONFIG.syscall_bitmap
@@ -126,17 +136,16 @@ fn syscall_wanted(nr: i64, compat: bool) -> bool {
 fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
     let task = A::current();
     // A compat call's number is the i386 table's: it is filtered, counted
-    // and sent as such, marked.
-    let compat = in_compat_syscall::<A>(task);
-    let ns_changing = if compat {
-        NS_CHANGING_COMPAT
-    } else {
-        NS_CHANGING
-    };
+    // and sent as such, marked. Whether it is one is read again where each
+    // of those needs it (see `NS_CHANGING_COMPAT`).
     // Seen whatever the filter says: the next record of this task must
     // say who it is again.
-    let ns_change = kind == KIND_SYSCALL && (nr == ns_changing[0] || nr == ns_changing[1]);
-    let wanted = syscall_wanted(nr, compat);
+    let ns_change = kind == KIND_SYSCALL
+        && (nr == NS_CHANGING[0]
+            || nr == NS_CHANGING[1]
+            || nr == NS_CHANGING_COMPAT[0]
+            || nr == NS_CHANGING_COMPAT[1]);
+    let wanted = syscall_wanted::<A>(task, nr);
     if !wanted && !ns_change {
         return Ok(0);
     }
@@ -150,7 +159,7 @@ fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
         // Counting a host cgroup costs what filtering it out would: count
         // everything, and let the daemon choose what to show.
         if kind == KIND_SYSCALL && wanted {
-            count(cgroup, pidns::<A>(task), nr, compat);
+            count(cgroup, pidns::<A>(task), nr, in_compat_syscall::<A>(task));
         }
         return Ok(0);
     }
@@ -159,7 +168,7 @@ fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
     }
     let tid: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_pid)) };
     if wanted {
-        emit::<A>(task, tid, cgroup, nr, ret, kind, compat);
+        emit::<A>(task, tid, cgroup, nr, ret, kind);
     }
     if ns_change {
         if let Some(s) = IDENTITY.get_ptr_mut(tid) {
@@ -173,7 +182,7 @@ fn try_syscall<A: Access>(nr: i64, ret: i64, kind: u32) -> Result<i32, i32> {
 /// compact syscall record. The identity goes first into the same ring, so
 /// the daemon always has it when the syscall arrives.
 #[inline(always)]
-fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u32, compat: bool) {
+fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u32) {
     // The benchmark's cut-off points (see `SPLIT_*`); constants the
     // verifier folds, so none of this is left in a normal run.
     let split = ro(&CONFIG.split);
@@ -227,7 +236,7 @@ fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u
         // SAFETY: sized for the record; every field written before submit,
         // so no stale kernel memory leaves the program.
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_event(rec, kind, tid, cgroup, nr, compat);
+        fill_event(rec, kind, tid, cgroup, nr, compat_flags::<A>(task));
         entry.submit(batched_wakeup());
     } else {
         let Some(mut entry) = EVENTS.reserve::<SyscallExitEvent>(0) else {
@@ -235,14 +244,21 @@ fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u
             return;
         };
         let rec = unsafe { &mut *entry.as_mut_ptr() };
-        fill_event(&mut rec.event, kind, tid, cgroup, nr, compat);
+        fill_event(
+            &mut rec.event,
+            kind,
+            tid,
+            cgroup,
+            nr,
+            compat_flags::<A>(task),
+        );
         rec.ret = ret;
         entry.submit(batched_wakeup());
     }
 }
 
 #[inline(always)]
-fn fill_event(rec: &mut SyscallEvent, kind: u32, tid: u32, cgroup: u64, nr: i64, compat: bool) {
+fn fill_event(rec: &mut SyscallEvent, kind: u32, tid: u32, cgroup: u64, nr: i64, flags: u16) {
     rec.kind = kind;
     rec.tid = tid;
     rec.ts = unsafe { bpf_ktime_get_boot_ns() };
@@ -250,7 +266,7 @@ fn fill_event(rec: &mut SyscallEvent, kind: u32, tid: u32, cgroup: u64, nr: i64,
     rec.nr = nr as i32;
     // NR_CPUS is at most 8192 on every architecture.
     rec.cpu = unsafe { bpf_get_smp_processor_id() } as u16;
-    rec.flags = if compat { SYSCALL_COMPAT } else { 0 };
+    rec.flags = flags;
 }
 
 const _: () = assert!(COUNT_SLOT_NRS.is_power_of_two());

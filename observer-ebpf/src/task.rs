@@ -22,9 +22,9 @@ use aya_ebpf::helpers::{
     bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id,
     bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
 };
-#[cfg(bpf_target_arch = "x86_64")]
-use observer_common::TS_COMPAT;
 use observer_common::{Header, COMM_LEN, MAX_PID_NS_LEVEL};
+#[cfg(bpf_target_arch = "x86_64")]
+use observer_common::{SYSCALL_COMPAT, TS_COMPAT};
 
 use crate::maps::{ro, OFFSETS};
 
@@ -264,6 +264,23 @@ pub fn group_dead<A: Access>(task: Task) -> bool {
 pub fn in_compat_syscall<A: Access>(task: Task) -> bool {
     let status: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_ti_status)) };
     status & TS_COMPAT != 0
+}
+
+/// `SyscallEvent::flags` for the current call: `SYSCALL_COMPAT` in a
+/// compat syscall, computed without a branch (the record's last field,
+/// read just before it is written: no state for the verifier to carry).
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+pub fn compat_flags<A: Access>(task: Task) -> u16 {
+    const _: () = assert!(TS_COMPAT == 2 && SYSCALL_COMPAT == 1);
+    let status: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_ti_status)) };
+    ((status & TS_COMPAT) >> 1) as u16
+}
+
+#[cfg(not(bpf_target_arch = "x86_64"))]
+#[inline(always)]
+pub fn compat_flags<A: Access>(_task: Task) -> u16 {
+    0
 }
 
 /// arm64's compat (AArch32) tasks are not told apart yet.
