@@ -2,7 +2,9 @@
 //! Debian's own kernels 5.10 (bullseye), 6.1 (bookworm) and 6.12 (trixie),
 //! against the exact workload: getppid counted exactly for a process on the
 //! host and one in a cgroup and PID namespace of its own (`ns_pid` 1),
-//! fork/exec/exit with both PID views, count mode's exact counts, and the
+//! fork/exec/exit with both PID views, count mode's exact counts, compat
+//! (ia32) getppid through `int 0x80` named and counted apart from the
+//! native ones in both modes (or said to be unavailable), and the
 //! program flavour the kernel needs (the probe-read fallback on 5.10), and
 //! every program of each flavour the kernel can load, and `ts` following a
 //! step of the guest's wall clock; this machine's kernel
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use observer::vm::{
     initramfs::Entry,
-    matrix::{CLOCK_STEP_NS, CONTAINER_CALLS, HOST_CALLS},
+    matrix::{CLOCK_STEP_NS, COMPAT_INT80_CALLS, COMPAT_NATIVE_CALLS, CONTAINER_CALLS, HOST_CALLS},
     qemu::{json_of_type, Vm, VmSpec},
 };
 use serde_json::Value;
@@ -155,6 +157,24 @@ fn check(suite: &str, release: &str, access: &str, run: &Run) {
     );
     assert_eq!(&calls[0]["cgroup_id"], cgroup_id, "{suite}");
 
+    // Compat (ia32) calls: getppid through int 0x80 named from the i386
+    // table and marked, apart from the same process's native getppid.
+    let compat = run.workload("stream", "compat");
+    let int80 = compat_int80(suite, compat);
+    let calls = run.calls("stream", &compat["host_pid"]);
+    let of = |abi: Option<&str>| -> u64 {
+        calls
+            .iter()
+            .filter(|c| c["abi"].as_str() == abi)
+            .map(|c| c["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(
+        (of(None), of(Some("ia32"))),
+        (COMPAT_NATIVE_CALLS, int80),
+        "{suite}: native and ia32 getppid: {calls:?}"
+    );
+
     // fork -> exec -> exit inside, with both PID views.
     let forks = run.records("stream", "fork");
     let outer = forks
@@ -242,7 +262,39 @@ fn check(suite: &str, release: &str, access: &str, run: &Run) {
         CONTAINER_CALLS + CHILD_CALLS,
         "{suite}: count mode, the container"
     );
-    assert_eq!(count(None), HOST_CALLS, "{suite}: count mode, the host");
+    assert_eq!(
+        count(None),
+        HOST_CALLS + COMPAT_NATIVE_CALLS,
+        "{suite}: count mode, the host"
+    );
+    let int80 = compat_int80(suite, run.workload("count", "compat"));
+    let ia32: u64 = summaries
+        .iter()
+        .flat_map(|s| s["containers"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["container"].is_null())
+        .map(|c| c["syscalls"]["getppid (ia32)"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(ia32, int80, "{suite}: count mode, the host's ia32 getppid");
+}
+
+/// The int 0x80 calls the compat workload made: all of them where the
+/// kernel takes int 0x80 from a 64-bit process; none, said here, where it
+/// has no IA32 emulation or has it off (`ia32_emulation=0`).
+fn compat_int80(suite: &str, report: &Value) -> u64 {
+    let int80 = &report["int80"];
+    if int80["available"] == true {
+        assert_eq!(
+            int80["returned_ppid"], COMPAT_INT80_CALLS,
+            "{suite}: {int80}"
+        );
+        COMPAT_INT80_CALLS
+    } else {
+        eprintln!(
+            "matrix: {suite}: no ia32 calls to check, int 0x80 is unavailable there: {}",
+            int80["why"]
+        );
+        0
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //! `{"type":"matrix_workload",...}` (what each workload says of itself),
 //! `{"type":"matrix_record","phase":...,"record":{...}}` for every record
 //! but the syscall ones, and `{"type":"matrix_calls",...}`: the getppid
-//! records counted per (pid, tid, ns_pid, pidns, cgroup_id). The clock
+//! records counted per (pid, tid, ns_pid, pidns, cgroup_id, abi). The clock
 //! phase steps the guest's wall clock a day ahead under a running observer
 //! and prints `{"type":"matrix_clock",...}`: the `ts` of a workload's
 //! records before and after the step. The load phase
@@ -37,6 +37,10 @@ const WORKLOAD: &str = "/init";
 pub const CONTAINER_ID: &str = "6d617472697800000000000000000000000000000000000000000000000000aa";
 pub const HOST_CALLS: u64 = 321;
 pub const CONTAINER_CALLS: u64 = 123;
+/// The compat workload on the host: getppid through `syscall` (x86_64's
+/// 110) and through `int 0x80` (i386's 64).
+pub const COMPAT_NATIVE_CALLS: u64 = 47;
+pub const COMPAT_INT80_CALLS: u64 = 89;
 pub const COST_CALLS: u64 = 100_000;
 /// Loading the programs under TCG takes seconds; a busy host, more.
 const READY: Duration = Duration::from_secs(240);
@@ -320,7 +324,9 @@ fn workload(args: &[&str]) -> Value {
 /// Prints what one observer run reported.
 fn report(phase: &str, out: &str) {
     let text = fs::read_to_string(out).unwrap_or_else(|e| fail(&format!("read {out}: {e}")));
-    let mut calls: BTreeMap<(u64, u64, u64, u64, u64), u64> = BTreeMap::new();
+    // (pid, tid, ns_pid, pidns, cgroup_id, abi) -> getppid records.
+    type Key = (u64, u64, u64, u64, u64, Option<String>);
+    let mut calls: BTreeMap<Key, u64> = BTreeMap::new();
     for line in text.lines() {
         let Ok(rec) = serde_json::from_str::<Value>(line) else {
             fail(&format!("{phase}: not a JSON line: {line}"));
@@ -329,26 +335,42 @@ fn report(phase: &str, out: &str) {
             if rec["syscall"] == "getppid" {
                 let n = |k: &str| rec[k].as_u64().unwrap_or(0);
                 *calls
-                    .entry((n("pid"), n("tid"), n("ns_pid"), n("pidns"), n("cgroup_id")))
+                    .entry((
+                        n("pid"),
+                        n("tid"),
+                        n("ns_pid"),
+                        n("pidns"),
+                        n("cgroup_id"),
+                        rec["abi"].as_str().map(str::to_owned),
+                    ))
                     .or_default() += 1;
             }
             continue;
         }
         say(json!({"type": "matrix_record", "phase": phase, "record": rec}));
     }
-    for ((pid, tid, ns_pid, pidns, cgroup_id), count) in calls {
+    for ((pid, tid, ns_pid, pidns, cgroup_id, abi), count) in calls {
         say(json!({
             "type": "matrix_calls", "phase": phase, "pid": pid, "tid": tid,
-            "ns_pid": ns_pid, "pidns": pidns, "cgroup_id": cgroup_id, "count": count,
+            "ns_pid": ns_pid, "pidns": pidns, "cgroup_id": cgroup_id, "abi": abi,
+            "count": count,
         }));
     }
 }
 
-/// The host's workload and the container's (its own cgroup and PID
-/// namespace, with a fork and exec of the workload inside).
+/// The host's workload, the compat one (on the host too: getppid through
+/// `syscall` and through `int 0x80`) and the container's (its own cgroup
+/// and PID namespace, with a fork and exec of the workload inside).
 fn workloads(phase: &str, cgroup: &str) {
     let host = workload(&["--calls", &HOST_CALLS.to_string()]);
     say(json!({"type": "matrix_workload", "phase": phase, "role": "host", "report": host}));
+    let compat = workload(&[
+        "--calls",
+        &COMPAT_NATIVE_CALLS.to_string(),
+        "--int80-calls",
+        &COMPAT_INT80_CALLS.to_string(),
+    ]);
+    say(json!({"type": "matrix_workload", "phase": phase, "role": "compat", "report": compat}));
     let inside = workload(&[
         "--cgroup",
         cgroup,
