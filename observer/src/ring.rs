@@ -14,7 +14,7 @@
 //! ring's usable size shrinks by that much, nothing else changes.
 
 use std::{
-    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
     sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering},
 };
 
@@ -86,8 +86,8 @@ pub struct RingReader {
     /// The producer position last read.
     producer_cache: usize,
     commit_bytes: usize,
-    /// Owns the map's fd (its own mappings stay unused).
-    ring: RingBuf<MapData>,
+    /// The map's fd, which keeps the ring alive.
+    fd: OwnedFd,
 }
 
 impl RingReader {
@@ -95,10 +95,17 @@ impl RingReader {
     pub fn new(ring: RingBuf<MapData>, commit_bytes: usize) -> Result<Self> {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let fd = ring.as_fd();
-        let size = map_size(fd).context("read the ring buffer's size")?;
-        let consumer = Mapping::new(fd, page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
-        let producer = Mapping::new(fd, page + 2 * size, libc::PROT_READ, page)?;
+        // Our own copy of the fd; aya's reader goes, and with it its
+        // mappings of the same pages (the kernel maps a ring's pages
+        // eagerly, so each mapping shows the whole ring as resident).
+        let fd = ring
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicate the ring buffer's fd")?;
+        drop(ring);
+        let size = map_size(fd.as_fd()).context("read the ring buffer's size")?;
+        let consumer = Mapping::new(fd.as_fd(), page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
+        let producer = Mapping::new(fd.as_fd(), page + 2 * size, libc::PROT_READ, page)?;
         let mut r = RingReader {
             consumer,
             producer,
@@ -110,7 +117,7 @@ impl RingReader {
             // A small ring (`--ring-buffer-kb 16`) must not wait for a
             // batch as large as itself before it gets space back.
             commit_bytes: commit_bytes.min(size / 16),
-            ring,
+            fd,
         };
         r.pos = r.consumer_pos().load(Ordering::Acquire);
         r.published = r.pos;
@@ -196,7 +203,7 @@ impl Drop for RingReader {
 
 impl AsRawFd for RingReader {
     fn as_raw_fd(&self) -> RawFd {
-        self.ring.as_raw_fd()
+        self.fd.as_raw_fd()
     }
 }
 
