@@ -166,7 +166,8 @@ fn a_container_that_lives_milliseconds_is_attributed_after_its_cgroup_is_gone() 
     assert_eq!(
         lifecycle.len(),
         2,
-        "a start and an exit record: {lifecycle:?}"
+        "a start and an exit record: {lifecycle:?}; {}",
+        rec.of_type("loss").last().unwrap()
     );
     assert_eq!(lifecycle[0]["event"], "start");
     assert_eq!(lifecycle[1]["event"], "exit");
@@ -291,4 +292,135 @@ fn cgroup_v1_attribution_follows_a_late_join() {
         .filter(|e| e["syscall"] == "getppid" && e["container"]["id"] == id.as_str())
         .count();
     assert_eq!(ours, 200, "every call after the join is the container's");
+}
+
+/// The registry's account in the final `loss` record.
+fn registry_account(rec: &Records) -> serde_json::Value {
+    rec.of_type("loss").last().expect("a final loss record")["registry"].clone()
+}
+
+/// A cgroup path longer than the kernel's record holds (a kind pod's
+/// container scope) is completed from cgroupfs by a walk on the walker
+/// thread, never on the event path: the one walk on the daemon's thread is
+/// the one at start.
+#[test]
+fn a_cut_cgroup_path_is_completed_off_the_event_path() {
+    if !privileged() {
+        return;
+    }
+    let obs = Observer::start(&[]);
+    let id = fake_id();
+    let rel = format!(
+        "/obs-long-{}{}/docker-{id}.scope",
+        &id[..16],
+        "x".repeat(200)
+    );
+    assert!(rel.len() > 256, "longer than the record's path");
+    let mut cg = TestCgroup::new(&rel);
+    let path = cg.path.to_string_lossy().into_owned();
+    workload(&["--cgroup", &path, "--calls", "100", "--linger-ms", "500"]);
+    cg.remove();
+    let rec = obs.stop();
+    let events = rec.in_cgroup(cg.id);
+    assert_eq!(
+        events.iter().filter(|e| e["syscall"] == "getppid").count(),
+        100,
+        "every call attributed"
+    );
+    assert!(events.iter().all(|e| e["container"]["id"] == id.as_str()));
+    assert_eq!(
+        rec.container_of(cg.id)["cgroup"],
+        rel.as_str(),
+        "the whole path"
+    );
+    let reg = registry_account(&rec);
+    assert_eq!(
+        reg["cgroup_walks_inline"], 1,
+        "only the walk at start: {reg}"
+    );
+    assert!(
+        reg["cgroup_walks_background"].as_u64().unwrap() >= 1,
+        "{reg}"
+    );
+}
+
+/// Behind a Docker socket that accepts and never answers, name lookups
+/// queue up to their bound and no further: a container past it is not held
+/// for a name that can't come, so its events are out before a name wait
+/// (1.5 s) could have ended; every call of every container is there, by ID.
+#[test]
+fn a_hanging_docker_socket_bounds_the_lookups_and_holds_no_event_back() {
+    if !privileged() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("observer-hang-docker-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("docker.sock");
+    let _ = std::fs::remove_file(&sock);
+    // A socket that accepts and never answers, as a wedged engine does.
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    // More containers than lookups may queue (256), all looked up at start:
+    // the engine's 2 s timeout keeps the queue full for the whole test.
+    let cgroups: Vec<TestCgroup> = (0..320)
+        .map(|_| TestCgroup::new(&format!("/docker/{}", fake_id())))
+        .collect();
+    let obs = Observer::start(&["--docker-socket", &sock.to_string_lossy()]);
+    // A container made now: its lookup finds the queue full.
+    let late = TestCgroup::new(&format!("/docker/{}", fake_id()));
+    let ran = std::time::Instant::now();
+    // Its own command's exec ends its start (which its events wait for).
+    workload(&[
+        "--cgroup",
+        &late.path.to_string_lossy(),
+        "--exec",
+        "/bin/true",
+        "--calls",
+        "50",
+    ]);
+    let needle = format!("\"cgroup_id\":{}", late.id);
+    let out_in = loop {
+        let text = std::fs::read_to_string(&obs.out).unwrap_or_default();
+        let n = text
+            .lines()
+            .filter(|l| l.contains(&needle) && l.contains("\"syscall\":\"getppid\""))
+            .count();
+        if n == 50 {
+            break ran.elapsed();
+        }
+        assert!(
+            ran.elapsed() < std::time::Duration::from_secs(10),
+            "{n} of 50 calls out after 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let early = &cgroups[0];
+    workload(&["--cgroup", &early.path.to_string_lossy(), "--calls", "50"]);
+    let rec = obs.stop();
+    let reg = registry_account(&rec);
+    assert!(
+        out_in < std::time::Duration::from_millis(1200),
+        "a container past the queue's bound waited {out_in:?} for its name: {reg}"
+    );
+    for cg in [early, &late] {
+        let events = rec.in_cgroup(cg.id);
+        assert_eq!(
+            events.iter().filter(|e| e["syscall"] == "getppid").count(),
+            50,
+            "every call, without a name"
+        );
+        assert!(events.iter().all(|e| e["container"]["name"].is_null()));
+    }
+    assert!(
+        reg["names_deferred"].as_u64().unwrap() > 320 - 257,
+        "lookups past the bound deferred, the late one's too: {reg}"
+    );
+    assert_eq!(reg["cgroup_walks_inline"], 1, "{reg}");
+    drop(cgroups);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -108,6 +108,9 @@ pub struct Attributor {
     /// Start times measured while the container's events waited, for its
     /// start record.
     ready_starts: FxHashMap<u64, Startup>,
+    /// Events of cgroups not known yet dropped past `MAX_HELD` while the
+    /// walk that finds them ran (counted in `dropped_by_daemon`).
+    pub dropped: u64,
 }
 
 impl Attributor {
@@ -134,6 +137,7 @@ impl Attributor {
             last_reconcile: None,
             starts: Starts::default(),
             ready_starts: FxHashMap::default(),
+            dropped: 0,
         }
     }
 
@@ -181,7 +185,16 @@ impl Attributor {
                     // pod scopes run past 300 bytes).
                     let truncated = raw.len() >= observer_common::CGROUP_PATH_LEN - 1;
                     let path = String::from_utf8_lossy(raw).into_owned();
-                    self.registry.learn_mkdir(r.cgroup_id, &path, truncated);
+                    let cg = r.cgroup_id;
+                    self.registry.learn_mkdir(cg, &path, truncated);
+                    // Events met before it was known wait no longer.
+                    if self.held.contains_key(&cg)
+                        && !self.registry.awaiting_walk(cg)
+                        && !self.registry.awaiting_name(cg)
+                        && !self.starts.starting(cg)
+                    {
+                        self.release(cg, out);
+                    }
                     if self
                         .registry
                         .peek(r.cgroup_id)
@@ -196,6 +209,16 @@ impl Attributor {
                     return;
                 }
                 let cg = r.cgroup_id;
+                if self.registry.peek(cg).is_none()
+                    && (self.held.contains_key(&cg) || self.registry.awaiting_walk(cg))
+                {
+                    // Its events came before anything said what it is (its
+                    // `cgroup_mkdir` lost, the walk not back yet): the
+                    // removal's path says, before the walk could find it
+                    // gone.
+                    let path = String::from_utf8_lossy(cstr(&r.path)).into_owned();
+                    self.registry.learn(cg, &path);
+                }
                 if let Some(q) = self.held.get_mut(&cg) {
                     q.push(ev);
                     // Gone before its command ran: its start is not coming.
@@ -213,18 +236,36 @@ impl Attributor {
                 };
                 let started = self.start_progress(cg, &ev);
                 if let Some(q) = self.held.get_mut(&cg) {
+                    if q.len() >= MAX_HELD && self.registry.awaiting_walk(cg) {
+                        // Not known until the walk answers: past the bound
+                        // its events are dropped, and counted.
+                        self.dropped += 1;
+                        return;
+                    }
                     q.push(ev);
-                    if q.len() >= MAX_HELD {
+                    if q.len() >= MAX_HELD && !self.registry.awaiting_walk(cg) {
                         // A flood while the name or the start is on its
                         // way: out without them.
                         self.starts.give_up(cg);
                         self.release(cg, out);
-                    } else if started && !self.registry.awaiting_name(cg) {
+                    } else if started
+                        && !self.registry.awaiting_name(cg)
+                        && !self.registry.awaiting_walk(cg)
+                    {
                         self.release(cg, out);
                     }
-                } else if self.registry.awaiting_name(cg) || self.starts.starting(cg) {
+                    return;
+                }
+                // One lookup for a known cgroup, as before; an unknown one
+                // is noted for the walker thread, never walked for here.
+                let hold = match self.registry.peek(cg) {
+                    Some(s) => s.name_pending.is_some() || self.starts.starting(cg),
+                    None => self.starts.starting(cg) || self.registry.note_miss(cg),
+                };
+                if hold {
                     // Its start record comes first, with its name and its
-                    // start time: its events wait for both.
+                    // start time: its events wait for both; an unknown
+                    // cgroup's wait for the walk that says what it is.
                     self.held.insert(cg, vec![ev]);
                 } else {
                     self.task_event(ev, out);
@@ -468,7 +509,20 @@ impl Attributor {
     /// Whether events wait for a name still on its way (not for a start,
     /// which no reply ends: at exit those go out at once).
     pub fn has_held(&self) -> bool {
-        self.held.keys().any(|&cg| self.registry.awaiting_name(cg))
+        self.held
+            .keys()
+            .any(|&cg| self.registry.awaiting_name(cg) || self.registry.awaiting_walk(cg))
+    }
+
+    /// A walk of the cgroup tree answered (from the walker thread): the
+    /// cgroups it settled release their events, unless a name or a start
+    /// is still on its way.
+    pub fn walked(&mut self, w: crate::container::Walked, out: &mut Vec<Attributed>) {
+        for cg in self.registry.walked(w) {
+            if !self.registry.awaiting_name(cg) && !self.starts.starting(cg) {
+                self.release(cg, out);
+            }
+        }
     }
 
     /// At exit: everything still waiting for a name goes out as it is.
@@ -483,7 +537,10 @@ impl Attributor {
     /// Held events whose wait ended without a release (before a summary).
     pub fn release_unawaited(&mut self, out: &mut Vec<Attributed>) {
         for cg in self.held.keys().copied().collect::<Vec<_>>() {
-            if !self.registry.awaiting_name(cg) && !self.starts.starting(cg) {
+            if !self.registry.awaiting_name(cg)
+                && !self.registry.awaiting_walk(cg)
+                && !self.starts.starting(cg)
+            {
                 self.release(cg, out);
             }
         }
@@ -493,15 +550,22 @@ impl Attributor {
     /// Returns the cgroups forgotten, whose state elsewhere can go too.
     pub fn housekeeping(&mut self, now_ts: u64, out: &mut Vec<Attributed>) -> Vec<u64> {
         for cg in self.registry.expired_waits() {
-            if !self.starts.starting(cg) {
+            if !self.starts.starting(cg) && !self.registry.awaiting_walk(cg) {
                 self.release(cg, out);
             }
         }
+        // Unknown cgroups whose walk never answered: out as they are.
+        for cg in self.registry.expired_misses() {
+            if !self.registry.awaiting_name(cg) && !self.starts.starting(cg) {
+                self.release(cg, out);
+            }
+        }
+        self.registry.ask_walk();
         // Starts whose command never ran within the wait: their events go
         // out, and their start records without a start time.
         let before = crate::pipeline::boot_ns().saturating_sub(START_WAIT_NS);
         for cg in self.starts.expired(before) {
-            if !self.registry.awaiting_name(cg) {
+            if !self.registry.awaiting_name(cg) && !self.registry.awaiting_walk(cg) {
                 self.release(cg, out);
             }
         }
@@ -633,7 +697,7 @@ mod tests {
     fn a_late_name_still_selects_its_container() {
         let args = Cli::parse_from(["observer", "--container", "web"]).watch;
         let mut registry = Registry::new(None);
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, _rx) = tokio::sync::mpsc::channel(crate::container::NAME_QUEUE);
         registry.set_resolver(tx);
         registry.learn(42, &format!("/docker/{ID}"));
         let mut a = Attributor::new(&args, registry);
@@ -697,7 +761,7 @@ mod tests {
     fn the_start_record_comes_first_with_its_start_time_and_name() {
         let args = Cli::parse_from(["observer"]).watch;
         let mut registry = Registry::new(None);
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, _rx) = tokio::sync::mpsc::channel(crate::container::NAME_QUEUE);
         registry.set_resolver(tx);
         let mut a = Attributor::new(&args, registry);
         let mut out = Vec::new();
@@ -770,7 +834,7 @@ mod tests {
     fn held_events_are_bounded() {
         let args = Cli::parse_from(["observer"]).watch;
         let mut registry = Registry::new(None);
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, _rx) = tokio::sync::mpsc::channel(crate::container::NAME_QUEUE);
         registry.set_resolver(tx);
         registry.learn(42, &format!("/docker/{ID}"));
         assert!(registry.awaiting_name(42));
@@ -785,5 +849,82 @@ mod tests {
             .filter(|x| matches!(x, Attributed::Task { .. }))
             .count();
         assert_eq!(tasks, MAX_HELD, "and handed on, without the name");
+    }
+
+    fn rmdir(cg: u64, ts: u64, path: &str) -> Event {
+        let mut r = CgroupRecord {
+            kind: KIND_CGROUP_RMDIR,
+            hierarchy_id: 0,
+            ts,
+            cgroup_id: cg,
+            level: 2,
+            _pad: 0,
+            path: [0; CGROUP_PATH_LEN],
+        };
+        r.path[..path.len()].copy_from_slice(path.as_bytes());
+        Event::CgroupRmdir(Box::new(r))
+    }
+
+    fn kinds(out: &[Attributed]) -> Vec<&'static str> {
+        out.iter()
+            .map(|x| match x {
+                Attributed::Task {
+                    container: None, ..
+                } => "host",
+                Attributed::Task { .. } => "task",
+                Attributed::Lifecycle(Lifecycle::Start { .. }) => "start",
+                Attributed::Lifecycle(Lifecycle::Exit { .. }) => "exit",
+            })
+            .collect()
+    }
+
+    /// Events of a cgroup not known yet (its `cgroup_mkdir` lost) wait for
+    /// the walk on the walker thread instead of going out as the host's;
+    /// one removed before the walk found it is learnt from its removal's
+    /// path: events, start and exit all come out with its container. Past
+    /// `MAX_HELD` an unknown cgroup's events are dropped and counted.
+    #[test]
+    fn an_unknown_cgroup_waits_for_the_walk_or_its_removal() {
+        let root = std::env::temp_dir().join(format!("observer-held-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let args = Cli::parse_from(["observer"]).watch;
+        let mut a = Attributor::new(&args, Registry::new(Some(root.clone())));
+        // Made after the scan at start, its mkdir never read.
+        let dir = root.join("docker").join(ID);
+        fs::create_dir_all(&dir).unwrap();
+        let found = dir.metadata().unwrap().ino();
+        let mut out = Vec::new();
+        a.event(syscall(found, 10), &mut out);
+        a.event(syscall(found, 11), &mut out);
+        assert!(out.is_empty(), "held, not the host's: {out:?}");
+        assert_eq!(a.held(found), 2);
+        let asked = Instant::now();
+        let w = crate::container::walk(&root);
+        a.walked(crate::container::Walked { asked, found: w }, &mut out);
+        assert_eq!(kinds(&out), ["start", "task", "task"]);
+        // Removed before any walk: the removal's path says.
+        let gone = 987_654_321;
+        let other = format!("{:064x}", 7);
+        out.clear();
+        a.event(syscall(gone, 20), &mut out);
+        assert!(out.is_empty());
+        a.event(rmdir(gone, 30, &format!("/docker/{other}")), &mut out);
+        assert_eq!(kinds(&out), ["start", "task", "exit"]);
+        assert!(out.iter().all(|x| match x {
+            Attributed::Task { container, .. } => container.as_ref().unwrap().id == other,
+            _ => true,
+        }));
+        // A flood from a cgroup the walk has not found yet: held up to the
+        // bound, the rest counted as dropped.
+        out.clear();
+        let flood = 987_654_322;
+        for _ in 0..MAX_HELD + 5 {
+            a.event(syscall(flood, 40), &mut out);
+        }
+        assert!(out.is_empty());
+        assert_eq!(a.held(flood), MAX_HELD);
+        assert_eq!(a.dropped, 5);
+        let _ = fs::remove_dir_all(&root);
     }
 }

@@ -374,7 +374,8 @@ pub async fn run_with_taps(
     // What loading parsed is freed: give its pages back.
     crate::memory::release();
 
-    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    // Bounded: behind an engine that hangs, lookups must not pile up.
+    let (req_tx, req_rx) = mpsc::channel(crate::container::NAME_QUEUE);
     let (rep_tx, mut rep_rx) = mpsc::unbounded_channel();
     let sockets = docker::EngineSockets {
         docker: args.docker_socket.clone(),
@@ -400,7 +401,10 @@ pub async fn run_with_taps(
         None
     };
     registry.set_resolver(req_tx);
-    registry.scan();
+    registry.request_names();
+    // Unknown cgroups are walked for on a thread of its own: the event
+    // path never reads cgroupfs.
+    let walks = registry.start_walker();
 
     let mode = args.mode;
     let interval = Duration::from_secs_f64(args.interval);
@@ -440,7 +444,7 @@ pub async fn run_with_taps(
         });
     }
 
-    let result = run_loop(loaded, p, &mut rep_rx, interval, mode, shutdown).await;
+    let result = run_loop(loaded, p, &mut rep_rx, walks, interval, mode, shutdown).await;
     // The pipeline, and with it the feed, is gone: the pages' streams end.
     if let Some(s) = server {
         s.shutdown(Duration::from_secs(1));
@@ -487,11 +491,13 @@ async fn run_loop(
     loaded: Loaded,
     mut p: Pipeline,
     names: &mut mpsc::UnboundedReceiver<docker::NameReply>,
+    walks: Option<mpsc::UnboundedReceiver<crate::container::Walked>>,
     interval: Duration,
     mode: Mode,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     tokio::pin!(shutdown);
+    let mut walks = walks;
     let Loaded {
         mut ebpf,
         access: _,
@@ -578,6 +584,7 @@ async fn run_loop(
                 cgroups.drain(&mut p);
             }
             Some(reply) = names.recv() => p.name_reply(reply),
+            Some(w) = next_walk(&mut walks) => p.walked(w),
             _ = summary.tick() => {
                 if end.is_some_and(|e| e.saturating_duration_since(tokio::time::Instant::now()) < interval / 4) {
                     break;
@@ -651,6 +658,7 @@ async fn run_loop(
     while p.has_held() {
         tokio::select! {
             Some(reply) = names.recv() => p.name_reply(reply),
+            Some(w) = next_walk(&mut walks) => p.walked(w),
             _ = &mut grace => break,
         }
     }
@@ -665,6 +673,16 @@ async fn run_loop(
     drop(ring);
     drop(ebpf);
     Ok(())
+}
+
+/// The walker thread's next answer; never, without one.
+async fn next_walk(
+    walks: &mut Option<mpsc::UnboundedReceiver<crate::container::Walked>>,
+) -> Option<crate::container::Walked> {
+    match walks.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A `kvm_exits` line when the counts changed.

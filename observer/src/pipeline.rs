@@ -281,6 +281,12 @@ impl Pipeline {
         self.flow();
     }
 
+    /// A walk of the cgroup tree answered (from the walker thread).
+    pub fn walked(&mut self, w: crate::container::Walked) {
+        self.attribute.walked(w, &mut self.out);
+        self.flow();
+    }
+
     /// Whether records of this cgroup can be attributed (its path is known).
     pub fn knows_cgroup(&self, cg: u64) -> bool {
         self.attribute.knows(cg)
@@ -325,7 +331,7 @@ impl Pipeline {
         self.flow();
         let iv = self.account.interval(k, self.args.mode == Mode::Count);
         let mut loss = self.account.loss(k);
-        loss.dropped_by_daemon += self.render.sink.dropped_lines;
+        loss.dropped_by_daemon += self.render.sink.dropped_lines + self.attribute.dropped;
         let mut entries = summary::entries(
             iv,
             &mut self.attribute,
@@ -424,9 +430,13 @@ impl Pipeline {
     /// The final accounting, at exit.
     pub fn final_loss(&mut self, k: &KernelCounters) {
         let mut loss = self.account.final_loss(k);
-        loss.dropped_by_daemon += self.render.sink.dropped_lines;
+        loss.dropped_by_daemon += self.render.sink.dropped_lines + self.attribute.dropped;
         self.warnings.lost(&loss, &mut self.attribute, true);
-        self.render.loss(&loss, self.account.decode_errors);
+        self.render.final_loss(
+            &loss,
+            self.account.decode_errors,
+            &self.attribute.registry.stats,
+        );
     }
 
     /// The last summary, at exit: it covers exactly `covered_s`, the time
@@ -614,7 +624,7 @@ mod tests {
     fn held_events_are_bounded() {
         let args = Cli::parse_from(["observer"]).watch;
         let mut registry = Registry::new(None);
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, _rx) = tokio::sync::mpsc::channel(crate::container::NAME_QUEUE);
         registry.set_resolver(tx);
         let id = "3f4e8c2a1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
         registry.learn(42, &format!("/docker/{id}"));

@@ -226,6 +226,36 @@ impl Render {
             return;
         }
         let mut o = Obj::new(&mut self.sink.buf);
+        Self::loss_fields(&mut o, loss, decode_errors);
+        o.end();
+    }
+
+    /// The final `loss` record: the account, and what the cgroup registry
+    /// did (walks on and off the daemon's thread, name lookups deferred).
+    pub fn final_loss(
+        &mut self,
+        loss: &Loss,
+        decode_errors: u64,
+        registry: &crate::container::RegistryStats,
+    ) {
+        if !self.json_out() {
+            return;
+        }
+        let mut o = Obj::new(&mut self.sink.buf);
+        Self::loss_fields(&mut o, loss, decode_errors);
+        o.value(
+            "registry",
+            &serde_json::json!({
+                "cgroup_walks_inline": registry.walks_inline,
+                "cgroup_walks_background": registry.walks_background,
+                "unknown_cgroups": registry.unknown_cgroups,
+                "names_deferred": registry.names_deferred,
+            }),
+        );
+        o.end();
+    }
+
+    fn loss_fields(o: &mut Obj<'_>, loss: &Loss, decode_errors: u64) {
         o.str("type", "loss")
             .u64("lost", loss.lost)
             .u64("lost_total", loss.lost_total)
@@ -235,7 +265,6 @@ impl Render {
             .value("by_cpu", &loss.by_cpu)
             .value("by_cgroup", &loss.by_cgroup)
             .u64("decode_errors", decode_errors);
-        o.end();
     }
 
     fn summary_json(&mut self, s: &Summary) {

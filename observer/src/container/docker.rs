@@ -353,7 +353,7 @@ struct Clients {
 /// Serves name requests until the request channel closes.
 pub async fn resolver(
     sockets: EngineSockets,
-    mut rx: mpsc::UnboundedReceiver<NameRequest>,
+    mut rx: mpsc::Receiver<NameRequest>,
     tx: mpsc::UnboundedSender<NameReply>,
 ) {
     let mut clients = Clients::default();
@@ -397,11 +397,11 @@ mod tests {
             timeout: Duration::from_millis(200),
             ..Default::default()
         };
-        let (req_tx, req_rx) = mpsc::unbounded_channel();
+        let (req_tx, req_rx) = mpsc::channel(4);
         let (rep_tx, mut rep_rx) = mpsc::unbounded_channel();
         tokio::spawn(resolver(sockets, req_rx, rep_tx));
         req_tx
-            .send(NameRequest::new(Runtime::Docker, &"ab".repeat(32)))
+            .try_send(NameRequest::new(Runtime::Docker, &"ab".repeat(32)))
             .unwrap();
         let reply = rep_rx.recv().await.unwrap();
         assert_eq!(reply.name, None);
