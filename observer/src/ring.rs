@@ -174,13 +174,19 @@ impl RingReader {
             let off = self.page + (self.pos & self.mask);
             // SAFETY: `off` is inside the first copy of the data pages, and
             // the header is 8-byte aligned.
-            let header =
-                unsafe { &*self.producer.ptr.add(off).cast::<AtomicU32>() }.load(Ordering::Acquire);
+            let header_at = unsafe { &*self.producer.ptr.add(off).cast::<AtomicU32>() };
+            let mut header = header_at.load(Ordering::Acquire);
             if header & BUSY_BIT != 0 {
-                // Reserved, not committed yet: its commit wakes us or the
-                // next tick finds it.
+                // Reserved, not committed yet. Its commit wakes the reader
+                // only if it finds the consumer position at this record: hand
+                // everything back, then look once more, so that either the
+                // commit sees the new position or this sees the commit.
                 self.publish();
-                return None;
+                fence(Ordering::SeqCst);
+                header = header_at.load(Ordering::Acquire);
+                if header & BUSY_BIT != 0 {
+                    return None;
+                }
             }
             let len = (header & !(BUSY_BIT | DISCARD_BIT)) as usize;
             self.pos += (HDR_SZ + len).next_multiple_of(8);
