@@ -654,16 +654,7 @@ mod tests {
         a.event(syscall(42, 100), &mut out);
         a.event(syscall(42, 150), &mut out);
         a.event(syscall(7, 160), &mut out);
-        let rmdir = CgroupRecord {
-            kind: KIND_CGROUP_RMDIR,
-            hierarchy_id: 0,
-            ts: 1100,
-            cgroup_id: 42,
-            level: 2,
-            _pad: 0,
-            path: [0; CGROUP_PATH_LEN],
-        };
-        a.event(Event::CgroupRmdir(Box::new(rmdir)), &mut out);
+        a.event(rmdir(42, 1100, ""), &mut out);
         assert_eq!(out.len(), 4, "start, two events, exit: {out:?}");
         assert!(matches!(
             &out[0],
@@ -725,9 +716,10 @@ mod tests {
         assert_eq!(a.new_verdicts, vec![(42, false)]);
     }
 
-    fn mkdir(cg: u64, path: &str, ts: u64) -> Event {
+    /// A cgroup record of `kind` at level 2 with `path`.
+    fn cgroup_record(kind: u32, cg: u64, path: &str, ts: u64) -> Box<CgroupRecord> {
         let mut r = CgroupRecord {
-            kind: observer_common::KIND_CGROUP_MKDIR,
+            kind,
             hierarchy_id: 0,
             ts,
             cgroup_id: cg,
@@ -736,7 +728,16 @@ mod tests {
             path: [0; CGROUP_PATH_LEN],
         };
         r.path[..path.len()].copy_from_slice(path.as_bytes());
-        Event::CgroupMkdir(Box::new(r))
+        Box::new(r)
+    }
+
+    fn mkdir(cg: u64, path: &str, ts: u64) -> Event {
+        Event::CgroupMkdir(cgroup_record(
+            observer_common::KIND_CGROUP_MKDIR,
+            cg,
+            path,
+            ts,
+        ))
     }
 
     fn exec(cg: u64, ts: u64, comm: &str, filename: &str) -> Event {
@@ -852,17 +853,7 @@ mod tests {
     }
 
     fn rmdir(cg: u64, ts: u64, path: &str) -> Event {
-        let mut r = CgroupRecord {
-            kind: KIND_CGROUP_RMDIR,
-            hierarchy_id: 0,
-            ts,
-            cgroup_id: cg,
-            level: 2,
-            _pad: 0,
-            path: [0; CGROUP_PATH_LEN],
-        };
-        r.path[..path.len()].copy_from_slice(path.as_bytes());
-        Event::CgroupRmdir(Box::new(r))
+        Event::CgroupRmdir(cgroup_record(KIND_CGROUP_RMDIR, cg, path, ts))
     }
 
     fn kinds(out: &[Attributed]) -> Vec<&'static str> {

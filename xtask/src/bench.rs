@@ -33,6 +33,24 @@ pub struct Bench {
     cpu_time: bool,
 }
 
+impl Bench {
+    /// Writes `<stem>.json` and `<stem>.md` under the bench's output
+    /// directory and prints the table and where both went.
+    fn write_report(&self, stem: &str, report: &Value, md: &str) -> Result<()> {
+        let json = self.out_dir.join(format!("{stem}.json"));
+        fs::write(&json, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("write {}", json.display()))?;
+        let table = self.out_dir.join(format!("{stem}.md"));
+        fs::write(&table, md).with_context(|| format!("write {}", table.display()))?;
+        println!("{md}");
+        println!(
+            "Report: {}",
+            self.out_dir.join(format!("{stem}.{{json,md}}")).display()
+        );
+        Ok(())
+    }
+}
+
 /// A container-shaped cgroup (`/docker/<64 hex>`) so that the observer,
 /// which shows containers by default, streams the workload's events.
 struct CgroupDir {
@@ -776,16 +794,7 @@ pub fn run_fallback(observer: PathBuf, workload: PathBuf, quick: bool) -> Result
             f(&x["extra_ns"])
         ));
     }
-    fs::write(
-        b.out_dir.join("fallback.json"),
-        serde_json::to_vec_pretty(&r)?,
-    )?;
-    fs::write(b.out_dir.join("fallback.md"), &md)?;
-    println!("{md}");
-    println!(
-        "Report: {}",
-        Path::new(&b.out_dir).join("fallback.{json,md}").display()
-    );
+    b.write_report("fallback", &r, &md)?;
     Ok(())
 }
 
@@ -1027,16 +1036,7 @@ pub fn run_memory(
             st["vm_hwm_kb"].as_f64().unwrap_or(0.0) / 1024.0,
         ));
     }
-    fs::write(
-        b.out_dir.join("memory.json"),
-        serde_json::to_vec_pretty(&report)?,
-    )?;
-    fs::write(b.out_dir.join("memory.md"), &md)?;
-    println!("{md}");
-    println!(
-        "Report: {}",
-        Path::new(&b.out_dir).join("memory.{json,md}").display()
-    );
+    b.write_report("memory", &report, &md)?;
     Ok(())
 }
 
@@ -1112,12 +1112,7 @@ pub fn run_phases(
             if cpu_time { " --cpu-time" } else { "" }
         ),
     );
-    fs::write(
-        b.out_dir.join("phases.json"),
-        serde_json::to_vec_pretty(&report)?,
-    )?;
-    fs::write(b.out_dir.join("phases.md"), &md)?;
-    println!("{md}");
+    b.write_report("phases", &report, &md)?;
     Ok(())
 }
 
@@ -1184,16 +1179,7 @@ pub fn run(observer: PathBuf, workload: PathBuf, quick: bool) -> Result<()> {
     });
     validate(&report)?;
     let md = markdown(&report);
-    fs::write(
-        b.out_dir.join("report.json"),
-        serde_json::to_vec_pretty(&report)?,
-    )?;
-    fs::write(b.out_dir.join("report.md"), &md)?;
-    println!("{md}");
-    println!(
-        "Report: {}",
-        Path::new(&b.out_dir).join("report.{json,md}").display()
-    );
+    b.write_report("report", &report, &md)?;
     Ok(())
 }
 
@@ -1249,16 +1235,7 @@ pub fn run_web(observer: PathBuf, workload: PathBuf, clients: usize, quick: bool
         "without": summary(0), "with": summary(clients),
     });
     let md = web_markdown(&report);
-    fs::write(
-        b.out_dir.join("web.json"),
-        serde_json::to_vec_pretty(&report)?,
-    )?;
-    fs::write(b.out_dir.join("web.md"), &md)?;
-    println!("{md}");
-    println!(
-        "Report: {}",
-        Path::new(&b.out_dir).join("web.{json,md}").display()
-    );
+    b.write_report("web", &report, &md)?;
     for p in &phases {
         if p["clients"].as_u64().unwrap_or(0) > 0
             && p["web_clients"]["state_events_read"].as_u64().unwrap_or(0) == 0
@@ -1482,11 +1459,6 @@ pub fn run_kernel_split(observer: PathBuf, workload: PathBuf, rounds: usize) -> 
         rows.push(json!({"step": name, "run_ns": run_ns[i], "own_ns_median": own, "getppid_ns": call_ns[i]}));
     }
     let report = json!({"machine": m, "rounds": rounds, "stats_floor_ns": floor, "steps": rows});
-    fs::write(
-        b.out_dir.join("kernel_split.json"),
-        serde_json::to_vec_pretty(&report)?,
-    )?;
-    fs::write(b.out_dir.join("kernel_split.md"), &md)?;
-    println!("{md}");
+    b.write_report("kernel_split", &report, &md)?;
     Ok(())
 }
