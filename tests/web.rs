@@ -654,15 +654,7 @@ fn the_page_shows_real_containers_in_a_real_browser() {
             "--linger-ms",
             if linger { "60000" } else { "0" },
         ]);
-        let out = Command::new("docker")
-            .args(&args)
-            .output()
-            .expect("run docker");
-        assert!(
-            out.status.success(),
-            "docker run: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::docker(&args);
     };
     let getppid = |c: &Value| {
         c["top_syscalls"]
