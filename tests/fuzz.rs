@@ -491,6 +491,7 @@ fn pipeline_record() -> impl Strategy<Value = Vec<u8>> {
                     KIND_TASK_GONE => bytes_of(&TaskGoneRecord {
                         kind,
                         tid: n[2] % 4,
+                        ts: h.ts,
                     }),
                     KIND_FORK => bytes_of(&ForkRecord {
                         header: h,

@@ -5,8 +5,9 @@
 //! ring buffer. Every ring-buffer record starts with a `u32` kind.
 #![no_std]
 
-/// Ring buffer carrying every streamed task record.
-pub const MAP_EVENTS: &str = "EVENTS";
+/// Array of ring buffers carrying every streamed task record: slot N is the
+/// ring CPU N writes to (its own, or one shared by all).
+pub const MAP_EVENT_RINGS: &str = "EVENT_RINGS";
 /// Ring buffer of their own for `CgroupRecord`s: a flood of syscall records
 /// must not crowd out a container's start or end.
 pub const MAP_CGROUP_EVENTS: &str = "CGROUP_EVENTS";
@@ -88,6 +89,10 @@ pub const KIND_CGROUP_RMDIR: u32 = 7;
 /// again whenever that changes (exec, `setns`/`unshare`, a cgroup move, a
 /// new comm).
 pub const KIND_TASK: u32 = 8;
+/// Where every record of the event rings keeps its `CLOCK_BOOTTIME` time
+/// stamp: the rings are merged by it.
+pub const RECORD_TS_OFFSET: usize = 8;
+
 /// `TaskGoneRecord`: a task whose identity was sent has exited.
 pub const KIND_TASK_GONE: u32 = 9;
 pub const KIND_ENFORCED: u32 = 10;
@@ -301,6 +306,9 @@ pub struct SyscallExitEvent {
 pub struct TaskGoneRecord {
     pub kind: u32,
     pub tid: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds: the daemon merges the CPUs' rings by
+    /// time, so every event record has one at this offset.
+    pub ts: u64,
 }
 
 /// A syscall joined to its thread's identity: what the daemon hands on
@@ -479,7 +487,17 @@ mod tests {
         assert_eq!(size_of::<SyscallRecord>(), 88);
         assert_eq!(size_of::<SyscallEvent>(), 32);
         assert_eq!(size_of::<SyscallExitEvent>(), 40);
-        assert_eq!(size_of::<TaskGoneRecord>(), 8);
+        assert_eq!(size_of::<TaskGoneRecord>(), 16);
+        // Every record of the event rings has its time stamp at
+        // `RECORD_TS_OFFSET`: the daemon merges the rings by it.
+        assert_eq!(core::mem::offset_of!(Header, ts), RECORD_TS_OFFSET);
+        assert_eq!(core::mem::offset_of!(SyscallEvent, ts), RECORD_TS_OFFSET);
+        assert_eq!(core::mem::offset_of!(TaskGoneRecord, ts), RECORD_TS_OFFSET);
+        assert_eq!(core::mem::offset_of!(ForkRecord, header), 0);
+        assert_eq!(core::mem::offset_of!(ExecRecord, header), 0);
+        assert_eq!(core::mem::offset_of!(ExitRecord, header), 0);
+        assert_eq!(core::mem::offset_of!(EnforcedRecord, header), 0);
+        assert_eq!(core::mem::offset_of!(PrivilegeRecord, header), 0);
         assert_eq!(
             core::mem::offset_of!(SyscallEvent, cgroup_id),
             core::mem::offset_of!(Header, cgroup_id)

@@ -20,7 +20,7 @@ use observer_common::{
 };
 
 use crate::{
-    maps::{cgroup_dropped, rare_wakeup, record_loss, ro, CONFIG, EVENTS, OFFSETS},
+    maps::{cgroup_dropped, rare_wakeup, record_loss, reserve, ro, CONFIG, OFFSETS},
     // BTF flavour only: the loader skips these programs where it must
     // fall back to probe reads (Linux 5.10).
     task::{cgroup_id, fill_header, Access, Direct, Task},
@@ -60,7 +60,7 @@ fn wanted(task: Task) -> Option<u64> {
 #[inline(always)]
 fn enforced(task: Task, what: u32, nr: u32, ret: i64) -> i32 {
     let Some(cgroup) = wanted(task) else { return 0 };
-    let Some(mut entry) = EVENTS.reserve::<EnforcedRecord>(0) else {
+    let Some(mut entry) = reserve::<EnforcedRecord>() else {
         record_loss(cgroup);
         return 0;
     };
@@ -102,7 +102,7 @@ pub fn fork_refused(ctx: TracePointContext) -> u32 {
 pub fn exec_privilege(ctx: BtfTracePointContext) -> i32 {
     let task: Task = ctx.arg(0);
     let Some(cgroup) = wanted(task) else { return 0 };
-    let Some(mut entry) = EVENTS.reserve::<PrivilegeRecord>(0) else {
+    let Some(mut entry) = reserve::<PrivilegeRecord>() else {
         record_loss(cgroup);
         return 0;
     };

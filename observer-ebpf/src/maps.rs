@@ -2,8 +2,10 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    btf_maps::{ArrayOfMaps, RingBuf as BtfRingBuf},
+    helpers::bpf_get_smp_processor_id,
+    macros::{btf_map, map},
+    maps::{ring_buf::RingBufEntry, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use observer_common::{
     Config, CountKey, CountSlot, KernelOffsets, KvmExitKey, KvmFields, CGROUP_DROP, COUNT_SLOTS,
@@ -11,9 +13,25 @@ use observer_common::{
     VERDICT_CACHE_SLOTS,
 };
 
-/// Default size; the daemon sets the real one (`--ring-buffer-mb`) at load.
-#[map(name = "EVENTS")]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+/// An event ring as the kernel checks it against the array's template:
+/// the daemon makes the real ones, sized by `--ring-buffer-kb`.
+pub type EventRing = BtfRingBuf<u8, 4096>;
+
+/// The event rings, one slot per possible CPU (the daemon sets the length).
+/// The daemon fills every slot: with each CPU's own ring (`--rings
+/// per-cpu`: no two CPUs ever contend for a ring's lock or its producer
+/// position), or with one ring for all (`--rings shared`). The programs
+/// don't know which: they write to their CPU's slot.
+#[btf_map]
+pub static EVENT_RINGS: ArrayOfMaps<EventRing, 1> = ArrayOfMaps::new();
+
+/// Space for a `T` in this CPU's event ring; None when the ring is full
+/// (or, never in a running observer, when its slot is empty).
+#[inline(always)]
+pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    EVENT_RINGS.get(cpu)?.reserve_untyped::<T>(0)
+}
 
 /// `cgroup_mkdir`/`cgroup_rmdir` records only (~300 bytes each, a few per
 /// container): room for about 900 between two reads.

@@ -14,7 +14,7 @@ use observer_common::{
 
 use crate::{
     maps::{
-        batched_wakeup, cgroup_dropped, rare_wakeup, record_loss, ro, CONFIG, EVENTS, IDENTITY,
+        batched_wakeup, cgroup_dropped, rare_wakeup, record_loss, reserve, ro, CONFIG, IDENTITY,
         OFFSETS, ONCPU, SWITCH_TS,
     },
     task::{cgroup_id, fill_header, group_dead, pid_views, uts_ns, Access, Direct, Probe, Task},
@@ -60,7 +60,7 @@ fn fork<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let Some(cgroup) = wanted::<A>(parent) else {
         return 0;
     };
-    let Some(mut entry) = EVENTS.reserve::<ForkRecord>(0) else {
+    let Some(mut entry) = reserve::<ForkRecord>() else {
         record_loss(cgroup);
         return 0;
     };
@@ -99,7 +99,7 @@ fn exec<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let Some(cgroup) = wanted::<A>(task) else {
         return 0;
     };
-    let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
+    let Some(mut entry) = reserve::<ExecRecord>() else {
         record_loss(cgroup);
         return 0;
     };
@@ -138,10 +138,11 @@ fn exit<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let tid: u32 = unsafe { A::ld(task, ro(&OFFSETS.task_pid)) };
     if IDENTITY.remove(tid).is_ok() {
         // Its identity was sent: the daemon can forget it.
-        if let Some(mut entry) = EVENTS.reserve::<TaskGoneRecord>(0) {
+        if let Some(mut entry) = reserve::<TaskGoneRecord>() {
             let rec = unsafe { &mut *entry.as_mut_ptr() };
             rec.kind = KIND_TASK_GONE;
             rec.tid = tid;
+            rec.ts = unsafe { bpf_ktime_get_boot_ns() };
             entry.submit(batched_wakeup());
         }
     }
@@ -151,7 +152,7 @@ fn exit<A: Access>(ctx: &BtfTracePointContext) -> i32 {
     let Some(cgroup) = wanted::<A>(task) else {
         return 0;
     };
-    let Some(mut entry) = EVENTS.reserve::<ExitRecord>(0) else {
+    let Some(mut entry) = reserve::<ExitRecord>() else {
         record_loss(cgroup);
         return 0;
     };

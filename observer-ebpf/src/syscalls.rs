@@ -15,8 +15,8 @@ use observer_common::{
 
 use crate::{
     maps::{
-        batched_wakeup, cgroup_dropped, record_loss, ro, Sent, CONFIG, COUNTS, COUNT_RETIRED,
-        COUNT_SLOTS_MAP, EVENTS, IDENTITY, OFFSETS,
+        batched_wakeup, cgroup_dropped, record_loss, reserve, ro, Sent, CONFIG, COUNTS,
+        COUNT_RETIRED, COUNT_SLOTS_MAP, IDENTITY, OFFSETS,
     },
     task::{
         cgroup_id, compat_flags, fill_header, in_compat_syscall, pidns, Access, Direct, Probe, Task,
@@ -208,7 +208,7 @@ fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u
         return;
     }
     if !known {
-        let Some(mut entry) = EVENTS.reserve::<Header>(0) else {
+        let Some(mut entry) = reserve::<Header>() else {
             // Without its identity the syscall can't be told: it is lost.
             record_loss(cgroup);
             return;
@@ -229,7 +229,7 @@ fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u
         }
     }
     if kind == KIND_SYSCALL {
-        let Some(mut entry) = EVENTS.reserve::<SyscallEvent>(0) else {
+        let Some(mut entry) = reserve::<SyscallEvent>() else {
             record_loss(cgroup);
             return;
         };
@@ -239,7 +239,7 @@ fn emit<A: Access>(task: Task, tid: u32, cgroup: u64, nr: i64, ret: i64, kind: u
         fill_event(rec, kind, tid, cgroup, nr, compat_flags::<A>(task));
         entry.submit(batched_wakeup());
     } else {
-        let Some(mut entry) = EVENTS.reserve::<SyscallExitEvent>(0) else {
+        let Some(mut entry) = reserve::<SyscallExitEvent>() else {
             record_loss(cgroup);
             return;
         };

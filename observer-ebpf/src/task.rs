@@ -19,8 +19,7 @@
 //!   call per field.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id,
-    bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+    bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
 };
 use observer_common::{Header, COMM_LEN, MAX_PID_NS_LEVEL};
 #[cfg(bpf_target_arch = "x86_64")]
@@ -64,9 +63,18 @@ impl Access for Probe {
 
     #[inline(always)]
     unsafe fn ld<T: Copy>(base: *const u8, off: u32) -> T {
+        let mut v = core::mem::MaybeUninit::<T>::uninit();
+        // The helper zeroes `v` when the read fails, so no zeroing of our
+        // own: for an array that would be a call to `memset`, a function
+        // without BTF, which the kernel then refuses in the object's
+        // func_info.
         unsafe {
-            bpf_probe_read_kernel(base.add(off as usize) as *const T)
-                .unwrap_or_else(|_| core::mem::zeroed())
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                v.as_mut_ptr().cast(),
+                core::mem::size_of::<T>() as u32,
+                base.add(off as usize).cast(),
+            );
+            v.assume_init()
         }
     }
 }

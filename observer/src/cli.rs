@@ -105,9 +105,14 @@ pub struct WatchArgs {
     /// Only summaries and lifecycle records, no per-event lines.
     #[arg(long)]
     pub summary_only: bool,
-    /// Ring buffer size in KiB (rounded up to a power of two).
+    /// Ring buffer size in KiB, all rings together (each ring rounded up to
+    /// a power of two).
     #[arg(long, default_value_t = 8192)]
     pub ring_buffer_kb: u32,
+    /// per-cpu: a ring buffer for each CPU, merged by time stamp (no two
+    /// CPUs share a ring's lock); shared: one ring buffer for all CPUs.
+    #[arg(long, value_enum, default_value_t = crate::loader::RingLayout::default())]
+    pub rings: crate::loader::RingLayout,
     /// Wake the reader once every N records per CPU (a power of two).
     #[arg(long, default_value_t = 512, hide = true)]
     pub wakeup_every: u32,

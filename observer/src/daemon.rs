@@ -30,7 +30,7 @@ use crate::{
     loader::{self, Counters, LoadOptions, Loaded},
     output::{open_output, Sink},
     pipeline::{boot_ns, KernelCounters, Pipeline, Taps},
-    ring::RingReader,
+    rings::EventRings,
     web::{self, Feed},
 };
 
@@ -83,6 +83,7 @@ pub fn load_options(args: &WatchArgs) -> Result<LoadOptions> {
         sys_exit: args.sys_exit,
         lifecycle: true,
         ring_buffer_bytes: args.ring_buffer_kb.saturating_mul(1024),
+        rings: args.rings,
         syscall_filter: syscall_bitmap(&args.syscalls)?,
         // Nothing to drop when the host and every container are shown: skip
         // the per-event map lookup.
@@ -248,15 +249,16 @@ impl CgroupRing {
         }
     }
 
-    /// Applies the removals read so far (`all`: the event ring was emptied
-    /// since), or those that waited `REMOVAL_WAIT`.
-    fn apply_removals(&mut self, p: &mut Pipeline, all: bool) {
+    /// Applies the removals read before `read_before` (the event rings
+    /// have handed out everything committed before that instant), and
+    /// those that waited `REMOVAL_WAIT`.
+    fn apply_removals(&mut self, p: &mut Pipeline, read_before: Option<Instant>) {
         if self.removals.is_empty() {
             return;
         }
         let now = Instant::now();
         self.removals.retain(|(t, r)| {
-            let due = all || now.duration_since(*t) >= REMOVAL_WAIT;
+            let due = read_before.is_some_and(|b| *t < b) || now.duration_since(*t) >= REMOVAL_WAIT;
             if due {
                 p.record(r);
             }
@@ -265,16 +267,25 @@ impl CgroupRing {
     }
 }
 
-/// Reads up to `DRAIN_BATCH` records; true when the ring was emptied.
-fn drain(ring: &mut RingReader, cgroups: &mut CgroupRing, p: &mut Pipeline) -> bool {
+/// Reads up to `DRAIN_BATCH` records; true when the rings were emptied.
+fn drain(rings: &mut EventRings, cgroups: &mut CgroupRing, p: &mut Pipeline) -> bool {
     cgroups.drain(p);
+    let round = Instant::now();
+    rings.begin_round();
     // Runs of records from one cgroup are the common case: check each new
     // cgroup once.
     let mut known = u64::MAX;
     for _ in 0..DRAIN_BATCH {
-        let Some(item) = ring.next() else {
-            cgroups.apply_removals(p, true);
-            return true;
+        let Some(item) = rings.next() else {
+            // Everything committed before the round began is handled (one
+            // ring: everything committed before now).
+            let before = if rings.len() == 1 {
+                Instant::now()
+            } else {
+                round
+            };
+            cgroups.apply_removals(p, Some(before));
+            return !rings.more();
         };
         if let Some(cg) = decode::task_cgroup(item) {
             if cg != known {
@@ -288,7 +299,7 @@ fn drain(ring: &mut RingReader, cgroups: &mut CgroupRing, p: &mut Pipeline) -> b
         }
         p.record(item);
     }
-    cgroups.apply_removals(p, false);
+    cgroups.apply_removals(p, None);
     false
 }
 
@@ -524,12 +535,12 @@ async fn run_loop(
         oncpu,
         stats,
     };
-    let events = RingReader::new(events, p.args.ring_commit_bytes)?;
-    // SAFETY: the reader owns the ring's map fd, which stays open for as
-    // long as the AsyncFd owns the reader.
+    let events = EventRings::new(&events, p.args.ring_commit_bytes)?;
+    // SAFETY: the reader owns the rings' map fds and their epoll set, which
+    // stay open for as long as the AsyncFd owns the reader.
     let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
-        .context("watch the ring buffer")?;
+        .context("watch the event rings")?;
     // SAFETY: as above.
     let mut cgroups = CgroupRing {
         ring: unsafe { AsyncFd::register_with_interest(cgroup_events, Interest::READABLE) }
@@ -642,13 +653,20 @@ async fn run_loop(
     let until = Instant::now() + FINAL_DRAIN;
     while !drain(ring.get_mut(), &mut cgroups, &mut p) {
         if Instant::now() >= until {
-            while ring.get_mut().next().is_some() {
-                p.record_dropped();
+            let rings = ring.get_mut();
+            loop {
+                rings.begin_round();
+                while rings.next().is_some() {
+                    p.record_dropped();
+                }
+                if !rings.more() {
+                    break;
+                }
             }
             break;
         }
     }
-    cgroups.apply_removals(&mut p, true);
+    cgroups.apply_removals(&mut p, Some(Instant::now()));
     if let Some(l) = log.as_mut() {
         l.flush();
     }

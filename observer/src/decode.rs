@@ -211,6 +211,7 @@ mod tests {
         let g = TaskGoneRecord {
             kind: KIND_TASK_GONE,
             tid: 5,
+            ts: 9,
         };
         assert_eq!(decode(&bytes(&g)), Ok(Event::TaskGone(5)));
     }

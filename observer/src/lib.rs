@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod privilege;
 pub mod render;
 pub mod ring;
+pub mod rings;
 pub mod roster;
 pub mod selfid;
 pub mod summary;

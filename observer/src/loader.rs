@@ -6,7 +6,7 @@ use std::fs;
 
 use anyhow::{bail, Context, Result};
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{ArrayOfMaps, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::BtfTracePoint,
     Btf, Ebpf, EbpfLoader,
 };
@@ -22,6 +22,28 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ob
 /// test (`tests/matrix.rs`) and this machine verify it on.
 pub const MIN_KERNEL: (u32, u32) = (5, 10);
 pub const VERIFIED_KERNELS: &str = "5.10, 6.1, 6.12 and 6.18";
+
+/// How the CPUs share the event rings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RingLayout {
+    /// A ring of its own for each CPU: producers on different CPUs never
+    /// meet on a ring's lock or producer position; the daemon merges the
+    /// rings by time stamp.
+    PerCpu,
+    /// One ring for every CPU.
+    #[default]
+    Shared,
+}
+
+impl RingLayout {
+    /// As the `kernel` record names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RingLayout::PerCpu => "per-cpu",
+            RingLayout::Shared => "shared",
+        }
+    }
+}
 
 /// How the programs read kernel memory (see `observer-ebpf/src/task.rs`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -74,7 +96,10 @@ pub struct LoadOptions {
     pub sys_exit: bool,
     /// Attach the lifecycle programs (fork/exec/exit).
     pub lifecycle: bool,
+    /// All event rings together (`--ring-buffer-kb`): with `PerCpu`, each
+    /// ring has its share, rounded up to a power of two.
     pub ring_buffer_bytes: u32,
+    pub rings: RingLayout,
     /// The syscalls to observe: bitmaps of the native numbers and of the
     /// compat (ia32) ones.
     pub syscall_filter: Option<([u64; SYSCALL_BITMAP_WORDS], [u64; SYSCALL_BITMAP_WORDS])>,
@@ -109,6 +134,7 @@ impl Default for LoadOptions {
             sys_exit: false,
             lifecycle: true,
             ring_buffer_bytes: 8 << 20,
+            rings: RingLayout::default(),
             syscall_filter: None,
             cgroup_filter: true,
             wakeup_every: 512,
@@ -128,7 +154,8 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     /// The flavour of programs loaded (never `Auto`).
     pub access: TaskAccess,
-    pub events: RingBuf<MapData>,
+    /// The event rings: one, or one per CPU (slot order).
+    pub events: Vec<MapData>,
     pub cgroup_events: RingBuf<MapData>,
     pub count_slots: PerCpuArray<MapData, CountSlot>,
     pub counts: PerCpuHashMap<MapData, CountKey, u64>,
@@ -344,13 +371,73 @@ where
 fn wakeup_every(opts: &LoadOptions) -> u32 {
     // Each record in the ring is its 8-byte header and the record.
     let record = 8 + std::mem::size_of::<SyscallExitEvent>() as u32;
-    let fits = (ring_bytes(opts) / 4 / record).max(1);
+    let fits = (ring_bytes(opts, ring_count(opts)) / 4 / record).max(1);
     let n = opts.wakeup_every.clamp(1, fits);
     1 << (31 - n.leading_zeros())
 }
 
-fn ring_bytes(opts: &LoadOptions) -> u32 {
-    opts.ring_buffer_bytes.max(4096).next_power_of_two()
+/// How many event rings: one per possible CPU, or one.
+fn ring_count(opts: &LoadOptions) -> u32 {
+    match opts.rings {
+        RingLayout::PerCpu => cpu_slots(),
+        RingLayout::Shared => 1,
+    }
+}
+
+/// The CPU numbers `bpf_get_smp_processor_id` can return: the possible
+/// CPUs, 0 to N-1.
+fn cpu_slots() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32)
+}
+
+/// Each ring's size: its share of `--ring-buffer-kb`, a power of two of at
+/// least a page (the kernel's rule for ring buffers).
+fn ring_bytes(opts: &LoadOptions, rings: u32) -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
+    (opts.ring_buffer_bytes / rings)
+        .max(page)
+        .next_power_of_two()
+}
+
+/// Makes the event rings and puts them in the programs' array: each CPU's
+/// slot gets its own ring, or every slot the one shared ring.
+fn event_rings(ebpf: &mut Ebpf, opts: &LoadOptions) -> Result<Vec<MapData>> {
+    let slots = cpu_slots();
+    let count = ring_count(opts);
+    let size = ring_bytes(opts, count);
+    let mut rings = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let def = aya_obj::Map::new_from_params(
+            aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF as u32,
+            0,
+            0,
+            size,
+            0,
+        );
+        let name = if count == 1 {
+            "EVENTS".to_owned()
+        } else {
+            format!("EVENTS_{i}")
+        };
+        rings.push(MapData::create(def, &name, None).with_context(|| {
+            format!(
+                "create event ring {i} of {count} ({size} bytes): lower --ring-buffer-kb, or use --rings shared"
+            )
+        })?);
+    }
+    let mut array: ArrayOfMaps<&mut MapData, MapData> = ebpf
+        .map_mut(MAP_EVENT_RINGS)
+        .with_context(|| format!("map {MAP_EVENT_RINGS} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("open map {MAP_EVENT_RINGS}"))?;
+    for slot in 0..slots {
+        let ring = &rings[(slot % count) as usize];
+        array
+            .set(slot, ring, 0)
+            .with_context(|| format!("put event ring {} in slot {slot}", slot % count))?;
+    }
+    Ok(rings)
 }
 
 pub fn load(opts: &LoadOptions) -> Result<Loaded> {
@@ -403,7 +490,6 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     if opts.cgroup_filter {
         config.flags |= FLAG_CGROUP_FILTER;
     }
-    let ring = ring_bytes(opts);
     let kvm_fields = if opts.kvm_exits {
         let f = crate::vm::kvm::read_fields();
         if f.is_none() {
@@ -444,9 +530,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
             &claim_offsets.unwrap_or_default(),
             true,
         )
-        .set_max_entries(MAP_EVENTS, ring)
+        .set_max_entries(MAP_EVENT_RINGS, cpu_slots())
         .load(OBJECT)
         .context("load the eBPF object into the kernel")?;
+    // Before any program is attached: an empty slot would lose records.
+    let events = event_rings(&mut ebpf, opts)?;
 
     if opts.floor_only && opts.floor_classic {
         ensure_tracefs().context("classic tracepoints need tracefs")?;
@@ -521,7 +609,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     Ok(Loaded {
         log,
         access,
-        events: take(&mut ebpf, MAP_EVENTS)?,
+        events,
         cgroup_events: take(&mut ebpf, MAP_CGROUP_EVENTS)?,
         count_slots: take(&mut ebpf, MAP_COUNT_SLOTS)?,
         counts: take(&mut ebpf, MAP_COUNTS)?,

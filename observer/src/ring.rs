@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
+use aya::maps::MapData;
 
 /// `BPF_RINGBUF_BUSY_BIT`, `BPF_RINGBUF_DISCARD_BIT`, `BPF_RINGBUF_HDR_SZ`
 /// from the kernel's uapi `bpf.h`.
@@ -91,18 +91,18 @@ pub struct RingReader {
 }
 
 impl RingReader {
-    /// `commit_bytes` 0: publish after every record, as aya's reader does.
-    pub fn new(ring: RingBuf<MapData>, commit_bytes: usize) -> Result<Self> {
+    /// Reads the ring `map` (a `BPF_MAP_TYPE_RINGBUF`) through a mapping of
+    /// its own. `commit_bytes` 0: publish after every record, as aya's
+    /// reader does.
+    pub fn new(map: &MapData, commit_bytes: usize) -> Result<Self> {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        // Our own copy of the fd; aya's reader goes, and with it its
-        // mappings of the same pages (the kernel maps a ring's pages
-        // eagerly, so each mapping shows the whole ring as resident).
-        let fd = ring
+        // Our own copy of the fd, which keeps the ring alive.
+        let fd = map
+            .fd()
             .as_fd()
             .try_clone_to_owned()
             .context("duplicate the ring buffer's fd")?;
-        drop(ring);
         let size = map_size(fd.as_fd()).context("read the ring buffer's size")?;
         let consumer = Mapping::new(fd.as_fd(), page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
         let producer = Mapping::new(fd.as_fd(), page + 2 * size, libc::PROT_READ, page)?;
@@ -152,6 +152,42 @@ impl RingReader {
         reason = "each record borrows the reader: not an Iterator"
     )]
     pub fn next(&mut self) -> Option<&[u8]> {
+        let (off, len, next) = self.find()?;
+        self.pos = next;
+        // SAFETY: see `record`.
+        Some(unsafe { self.record(off, len) })
+    }
+
+    /// The next committed record, left in the ring: the same one again
+    /// until `consume`. None when there is none yet, or when the next one
+    /// is reserved and not committed yet.
+    pub fn peek(&mut self) -> Option<&[u8]> {
+        let (off, len, _) = self.find()?;
+        // SAFETY: see `record`.
+        Some(unsafe { self.record(off, len) })
+    }
+
+    /// Moves past the record `peek` returned.
+    pub fn consume(&mut self) {
+        if let Some((_, _, next)) = self.find() {
+            self.pos = next;
+        }
+    }
+
+    /// The record at data offset `off`.
+    ///
+    /// # Safety
+    /// `off` and `len` from `find`: inside the first copy of the data pages;
+    /// the pages are mapped twice in a row, so a record that wraps is
+    /// contiguous, and its length is below the ring's size.
+    unsafe fn record(&self, off: usize, len: usize) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.producer.ptr.add(off), len) }
+    }
+
+    /// The next committed record's data offset and length, and where the
+    /// one after it starts. Skips discarded records; publishes the consumer
+    /// position every `commit_bytes` and when caught up.
+    fn find(&mut self) -> Option<(usize, usize, usize)> {
         if self.pos - self.published >= self.commit_bytes {
             self.publish();
         }
@@ -189,14 +225,12 @@ impl RingReader {
                 }
             }
             let len = (header & !(BUSY_BIT | DISCARD_BIT)) as usize;
-            self.pos += (HDR_SZ + len).next_multiple_of(8);
+            let next = self.pos + (HDR_SZ + len).next_multiple_of(8);
             if header & DISCARD_BIT != 0 {
+                self.pos = next;
                 continue;
             }
-            let data = off + HDR_SZ;
-            // SAFETY: the data pages are mapped twice in a row, so a record
-            // that wraps is contiguous; its length is below the ring's size.
-            return Some(unsafe { std::slice::from_raw_parts(self.producer.ptr.add(data), len) });
+            return Some((off + HDR_SZ, len, next));
         }
     }
 }
