@@ -444,6 +444,7 @@ pub async fn run_with_taps(
     }
     p.web = feed;
     p.render.task_access = loaded.access;
+    p.render.rings = (args.rings, loaded.events.len());
     p.kernel_record();
     p.sink().flush().ok();
     if args.format == crate::cli::Format::Table {

@@ -35,6 +35,8 @@ pub struct Render {
     pub clock: i64,
     /// How the loaded programs read kernel memory (the `kernel` record).
     pub task_access: crate::loader::TaskAccess,
+    /// The event rings (the `kernel` record): their layout and how many.
+    pub rings: (crate::loader::RingLayout, usize),
     format: Format,
     mode: Mode,
     summary_only: bool,
@@ -65,6 +67,7 @@ impl Render {
             host_ns: HostNamespaces::read(),
             clock,
             task_access: crate::loader::TaskAccess::Auto,
+            rings: (args.rings, 1),
             format: args.format,
             mode: args.mode,
             summary_only: args.summary_only,
@@ -116,6 +119,8 @@ impl Render {
             )
             .u64("observer_pid", std::process::id().into())
             .str("task_access", self.task_access.as_str())
+            .str("rings", self.rings.0.as_str())
+            .u64("ring_count", self.rings.1 as u64)
             .str("observer_version", env!("CARGO_PKG_VERSION"));
         o.end();
     }

@@ -279,6 +279,42 @@ impl Bench {
         v[key].as_f64().context("workload report")
     }
 
+    /// `getppid_ns` with one workload pinned to each of `cpus`, all at
+    /// once, in the benchmark's cgroup: their mean.
+    fn getppid_ns_on(&self, cpus: &[&str]) -> Result<f64> {
+        if cpus.len() == 1 {
+            return self.getppid_ns(true);
+        }
+        let children = cpus
+            .iter()
+            .map(|cpu| {
+                Command::new(&self.workload)
+                    .args(["--cpu", cpu, "--calls", &self.calls().to_string()])
+                    .arg("--cgroup")
+                    .arg(&self.cgroup.path)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .context("run observer-workload")
+            })
+            .collect::<Result<Vec<Child>>>()?;
+        let key = if self.cpu_time {
+            "cpu_ns_per_call"
+        } else {
+            "ns_per_call"
+        };
+        let mut sum = 0.0;
+        for c in children {
+            let out = c.wait_with_output().context("wait for observer-workload")?;
+            if !out.status.success() {
+                bail!("observer-workload failed: {}", out.status);
+            }
+            let v: Value = serde_json::from_slice(&out.stdout).context("workload report")?;
+            sum += v[key].as_f64().context("workload report")?;
+        }
+        Ok(sum / cpus.len() as f64)
+    }
+
     fn spawn_ns(&self) -> Result<f64> {
         let n = if self.quick { "100" } else { "500" };
         let mut c = Command::new(&self.workload);
@@ -348,14 +384,32 @@ impl Bench {
     /// One phase: start the tool, measure, stop it. A `_probe_read` suffix:
     /// the same with the 5.10 fallback's programs (`--task-access
     /// probe-read`).
+    ///
+    /// A `_per_cpu` suffix: with a ring per CPU (`--rings per-cpu`). A
+    /// `_2cpu` suffix before it: two workloads at once, pinned to CPUs 0
+    /// and 1, each producing into the rings (the figure is their mean).
     fn phase(&self, name: &str) -> Result<f64> {
+        let mut extra: Vec<&str> = Vec::new();
+        let mut name = name;
         if let Some(base) = name.strip_suffix(PROBE_READ) {
-            return self.phase_with(base, &["--task-access", "probe-read"]);
+            extra.extend(["--task-access", "probe-read"]);
+            name = base;
         }
-        self.phase_with(name, &[])
+        if let Some(base) = name.strip_suffix(PER_CPU) {
+            extra.extend(["--rings", "per-cpu"]);
+            name = base;
+        }
+        let cpus: &[&str] = match name.strip_suffix(TWO_CPUS) {
+            Some(base) => {
+                name = base;
+                &["0", "1"]
+            }
+            None => &["0"],
+        };
+        self.phase_with(name, &extra, cpus)
     }
 
-    fn phase_with(&self, name: &str, access: &[&str]) -> Result<f64> {
+    fn phase_with(&self, name: &str, access: &[&str], cpus: &[&str]) -> Result<f64> {
         let observer = |args: &[&str], links: usize| {
             let all: Vec<&str> = args.iter().chain(access).copied().collect();
             self.observer(&all, links)
@@ -363,7 +417,7 @@ impl Bench {
         let file = self.out_dir.join("stream.jsonl");
         let file_s = file.to_string_lossy().into_owned();
         let ns = match name {
-            "off" => self.getppid_ns(true)?,
+            "off" => self.getppid_ns_on(cpus)?,
             "floor" => {
                 let t = self.observer(&["floor"], 1)?;
                 let ns = self.getppid_ns(true)?;
@@ -410,7 +464,7 @@ impl Bench {
                     args.extend(["--ring-commit-bytes", "0"]);
                 }
                 let t = observer(&args, 7)?;
-                let ns = self.getppid_ns(true)?;
+                let ns = self.getppid_ns_on(cpus)?;
                 t.stop()?;
                 let _ = fs::remove_file(&file);
                 ns
@@ -439,14 +493,28 @@ impl Bench {
         let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
         let mut added: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
         let mut ns: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
-        let mut offs = Vec::new();
+        // The `off` beside a two-CPU phase is two workloads at once too.
+        let off_of = |p: &str| {
+            if p.contains(TWO_CPUS) {
+                "off_2cpu"
+            } else {
+                "off"
+            }
+        };
+        let mut offs: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
         for round in 0..rounds {
-            let mut before = self.phase("off")?;
-            offs.push(before);
+            let mut kind = off_of(phases.first().copied().unwrap_or("off"));
+            let mut before = self.phase(kind)?;
+            offs.entry(kind).or_default().push(before);
             for (i, p) in phases.iter().enumerate() {
+                if off_of(p) != kind {
+                    kind = off_of(p);
+                    before = self.phase(kind)?;
+                    offs.entry(kind).or_default().push(before);
+                }
                 let v = self.phase(p)?;
-                let after = self.phase("off")?;
-                offs.push(after);
+                let after = self.phase(kind)?;
+                offs.entry(kind).or_default().push(after);
                 let off = (before + after) / 2.0;
                 ns[i].push(v);
                 ratios[i].push(v / off);
@@ -465,7 +533,9 @@ impl Bench {
             json!({"median": med, "min": c.first(), "max": c.last()})
         };
         let mut out = serde_json::Map::new();
-        out.insert("off".into(), json!({"ns_per_call": stats(&offs)}));
+        for (kind, v) in &offs {
+            out.insert((*kind).into(), json!({"ns_per_call": stats(v)}));
+        }
         for (i, p) in phases.iter().enumerate() {
             out.insert((*p).into(), json!({"ns_per_call": stats(&ns[i]), "ratio": stats(&ratios[i]), "ns_added": stats(&added[i])}));
         }
@@ -751,6 +821,8 @@ impl SseReaders {
 
 /// The phase-name suffix for the probe-read flavour.
 const PROBE_READ: &str = "_probe_read";
+const PER_CPU: &str = "_per_cpu";
+const TWO_CPUS: &str = "_2cpu";
 
 /// `cargo xtask bench --fallback`: what the 5.10 fallback (every field read
 /// with `bpf_probe_read_kernel`) costs against the BTF flavour on this
