@@ -7,10 +7,15 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Mutex};
 
 use common::*;
 use serde_json::Value;
+
+/// One test at a time: each one's floods would fill the other's rings
+/// (a new cgroup's events reach the rings until the daemon has its
+/// verdict on it, even when `--container` selects others).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The container's short ID, which `--container` selects it by.
 fn short(cg: &TestCgroup) -> String {
@@ -59,6 +64,7 @@ fn a_flooded_cpu_ring_loses_on_that_cpu_and_cgroup_only() {
     if !privileged() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let flood = TestCgroup::new(&format!("/docker/{}", fake_id()));
     let quiet = TestCgroup::new(&format!("/docker/{}", fake_id()));
     // 64 KiB in all, 32 KiB per ring on two CPUs: about 800 records, a
@@ -141,6 +147,7 @@ fn per_cpu_rings_account_for_every_call_of_two_cpus() {
     if !privileged() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cg = TestCgroup::new(&format!("/docker/{}", fake_id()));
     let obs = Observer::start(&[
         "--rings",
