@@ -28,6 +28,19 @@ fn short(cg: &TestCgroup) -> String {
         .collect()
 }
 
+/// How many CPUs the kernel could ever number: `/sys/devices/system/cpu/
+/// possible` is a range list such as `0-1` or `0,2-5`.
+fn possible_cpus() -> u64 {
+    let list = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    list.trim()
+        .split(',')
+        .map(|r| match r.split_once('-') {
+            Some((a, b)) => b.parse::<u64>().unwrap() - a.parse::<u64>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
+}
+
 /// The `loss` records of the run, the final one (whole run) apart.
 fn losses(rec: &Records) -> (Value, Vec<Value>) {
     let mut all: Vec<Value> = rec.of_type("loss").cloned().collect();
@@ -167,6 +180,13 @@ fn per_cpu_rings_account_for_every_call_of_two_cpus() {
     let reports: Vec<Value> = children.into_iter().map(workload_wait).collect();
     let made: u64 = reports.iter().map(|r| r["calls"].as_u64().unwrap()).sum();
     let rec = obs.stop();
+    let kernel = rec.of_type("kernel").next().expect("a kernel record");
+    assert_eq!(kernel["rings"], "per-cpu");
+    assert_eq!(
+        kernel["ring_count"].as_u64(),
+        Some(possible_cpus()),
+        "a ring per possible CPU: {kernel}"
+    );
     let (finally, _) = losses(&rec);
     let lost = finally["by_cgroup"][cg.id.to_string()]
         .as_u64()

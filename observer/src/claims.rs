@@ -311,6 +311,9 @@ struct Refused {
     task: Option<(u32, String)>,
     /// The container's JSON, once an event or a summary entry gave it.
     json: Option<std::sync::Arc<str>>,
+    /// The pids limit read while the refusals were counted (the cgroup,
+    /// and its files, may be gone by the time they are reported).
+    limit: Option<u64>,
 }
 
 /// Per container, cumulative: the limits the kernel enforced on it.
@@ -503,13 +506,19 @@ impl Claims {
                 })
             }
             // -EAGAIN in a cgroup without a pids limit is RLIMIT_NPROC's.
+            // A cgroup whose files can't be read (removed by the time its
+            // records are read: the runtime tears a short-lived container
+            // down at once) had one when the kernel refused the fork, as
+            // far as can be told: it counts.
             observer_common::ENFORCED_PIDS_LIMIT
-                if self.refused_from_program && reading.limits.pids.is_some() =>
+                if self.refused_from_program
+                    && (reading.limits.pids.is_some() || !reading.present) =>
             {
                 let f = self.refused.entry(h.cgroup_id).or_default();
                 f.count += 1;
                 f.task = Some((h.pid, comm));
                 f.json = Some(json.clone());
+                f.limit = reading.limits.pids.or(f.limit);
                 None
             }
             _ => None,
@@ -582,6 +591,7 @@ impl Claims {
                 count,
                 task,
                 json: Some(json),
+                limit,
             }) = self.refused.remove(&cg)
             else {
                 continue;
@@ -594,7 +604,7 @@ impl Claims {
                 cgroup_id: cg,
                 task,
                 count,
-                limit: self.files.last(cg).and_then(|l| l.limits.pids),
+                limit: self.files.last(cg).and_then(|l| l.limits.pids).or(limit),
             });
         }
         for e in entries.iter_mut() {
@@ -742,5 +752,39 @@ mod refused_tests {
         assert!(pids(&c.interval(&mut es, 5)).is_empty());
         assert_eq!(es[0].claims.as_ref().unwrap().enforced.pids_limit, 0);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `--refused-fork-tasks`: a short-lived container's records are often
+    /// read after its runtime removed the cgroup. Those still count, and
+    /// the limit read with the first of them is the one reported.
+    #[test]
+    fn refusals_read_after_the_cgroup_went_still_count() {
+        let dir = std::env::temp_dir().join(format!("observer-gone-{}", std::process::id()));
+        let cg_dir = dir.join("docker/c1");
+        fs::create_dir_all(&cg_dir).unwrap();
+        fs::write(cg_dir.join("pids.max"), "16\n").unwrap();
+        let layout = Layout {
+            pids: Some(Place::V1(dir.clone())),
+            ..Default::default()
+        };
+        let mut c = Claims::new(layout, HostNamespaces::default(), u64::MAX)
+            .with_refused_from_program(true);
+        let mut es = vec![entry(7)];
+        let container = es[0].container.clone().unwrap();
+        let json = es[0].json.clone();
+        let mut r = observer_common::EnforcedRecord {
+            what: observer_common::ENFORCED_PIDS_LIMIT,
+            ..Default::default()
+        };
+        r.header.cgroup_id = 7;
+        r.header.pid = 42;
+        assert!(c.enforced(&container, &json, &r).is_none());
+        fs::remove_dir_all(&dir).unwrap();
+        for _ in 0..24 {
+            assert!(c.enforced(&container, &json, &r).is_none());
+        }
+        c.files.forget(7);
+        let out = c.interval(&mut es, 1);
+        assert_eq!(pids(&out), vec![(25, Some((42, String::new())), Some(16))]);
     }
 }

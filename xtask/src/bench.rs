@@ -569,11 +569,20 @@ impl Bench {
     }
 
     fn streamed(&self, rate: u64, secs: f64, web: Option<usize>) -> Result<Value> {
-        self.streamed_bin(&self.observer, rate, secs, web)
+        self.streamed_bin(&self.observer, rate, secs, web, &[], &["0", "0"])
     }
 
     /// A sustained step run with the observer binary `bin`.
-    fn streamed_bin(&self, bin: &Path, rate: u64, secs: f64, web: Option<usize>) -> Result<Value> {
+    /// `extra`: more observer arguments; `cpus`: one worker on each.
+    fn streamed_bin(
+        &self,
+        bin: &Path,
+        rate: u64,
+        secs: f64,
+        web: Option<usize>,
+        extra: &[&str],
+        cpus: &[&str],
+    ) -> Result<Value> {
         let file = self.out_dir.join("sustained.jsonl");
         let file_s = file.to_string_lossy().into_owned();
         let addr = match web {
@@ -584,6 +593,7 @@ impl Bench {
         if let Some(a) = &addr {
             args.extend(["--web".to_owned(), a.clone()]);
         }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let t = self.observer_bin(bin, &args, 7)?;
         let pid = t.pid();
@@ -594,15 +604,16 @@ impl Bench {
         let rss_before_load = status_kb(pid, "VmRSS:");
         let mem_rest = smaps::of(pid).unwrap_or_default();
         let peak = MemoryPeak::watch(pid);
-        let workers = 2;
+        let workers = cpus.len() as u64;
         let t0 = cpu_ns(pid);
         let start = Instant::now();
-        let children: Vec<Child> = (0..workers)
-            .map(|_| {
+        let children: Vec<Child> = cpus
+            .iter()
+            .map(|cpu| {
                 Command::new(&self.workload)
                     .args([
                         "--cpu",
-                        "0",
+                        cpu,
                         "--rate",
                         &(rate / workers).to_string(),
                         "--seconds",
@@ -1031,19 +1042,42 @@ fn memory_rows(step: &str, st: &Value) -> String {
 /// to a file, the daemon's resident memory by holder at rest, at the load's
 /// peak and after it; with `baseline`, the same steps with that binary,
 /// interleaved. Writes target/bench/memory.{json,md}.
-pub fn run_memory(
-    observer: PathBuf,
-    workload: PathBuf,
-    baseline: Option<PathBuf>,
-    rates: &[u64],
-    secs: f64,
-    rounds: usize,
-) -> Result<()> {
+/// What `cargo xtask bench --memory` runs.
+pub struct MemoryRun {
+    /// Another observer binary, run interleaved with this build's.
+    pub baseline: Option<PathBuf>,
+    pub rates: Vec<u64>,
+    pub secs: f64,
+    pub rounds: usize,
+    /// Event ring layouts (`--rings` values), each run in turn.
+    pub rings: Vec<String>,
+    /// Workers on CPUs 0 and 1 instead of both on 0.
+    pub spread: bool,
+}
+
+pub fn run_memory(observer: PathBuf, workload: PathBuf, run: MemoryRun) -> Result<()> {
+    let MemoryRun {
+        baseline,
+        rates,
+        secs,
+        rounds,
+        rings,
+        spread,
+    } = run;
+    let rates = &rates[..];
     let b = Bench::new(observer.clone(), workload, false)?;
-    let mut bins = vec![("this build", observer)];
-    if let Some(p) = baseline {
-        bins.insert(0, ("baseline", p));
+    let mut bins = Vec::new();
+    for layout in &rings {
+        if let Some(p) = &baseline {
+            bins.push((format!("baseline, {layout}"), p.clone(), layout.clone()));
+        }
+        bins.push((
+            format!("this build, {layout}"),
+            observer.clone(),
+            layout.clone(),
+        ));
     }
+    let cpus: &[&str] = if spread { &["0", "1"] } else { &["0", "0"] };
     let mut steps = Vec::new();
     for round in 1..=rounds {
         for &rate in rates {
@@ -1053,9 +1087,10 @@ pub fn run_memory(
             } else {
                 bins.iter().rev().collect()
             };
-            for (label, bin) in order {
+            for (label, bin, layout) in order {
                 eprintln!("bench: memory round {round}, {label}, {rate}/s for {secs} s");
-                let mut st = b.streamed_bin(bin, rate, secs, None)?;
+                let mut st =
+                    b.streamed_bin(bin, rate, secs, None, &["--rings", layout.as_str()], cpus)?;
                 st["round"] = json!(round);
                 st["binary"] = json!(label);
                 st["path"] = json!(bin.display().to_string());
@@ -1069,13 +1104,14 @@ pub fn run_memory(
     });
     let m = &report["machine"];
     let mut md = format!(
-        "Machine: Linux {}, {} × {}; `cargo xtask bench --memory` on {}: getppid from 2 workers (CPU 0), \
+        "Machine: Linux {}, {} × {}; `cargo xtask bench --memory` on {}: getppid from 2 workers (CPU {}), \
          the observer (CPU 1) streaming JSON per event to a file; resident memory from /proc/PID/smaps, MiB \
          (ring buffers: the `anon_inode:bpf-map` mappings).\n\n",
         m["kernel"].as_str().unwrap_or("?"),
         m["cpus"],
         m["cpu"].as_str().unwrap_or("?"),
         m["date"].as_str().unwrap_or("?"),
+        if spread { "0 and 1" } else { "0" },
     );
     md.push_str(MEMORY_HEADER);
     for st in &steps {

@@ -89,6 +89,14 @@ enum Cmd {
         /// With --memory: seconds per step.
         #[arg(long, default_value_t = 30.0)]
         seconds: f64,
+        /// With --memory: each step with each of these event ring layouts
+        /// (`shared`, `per-cpu`), interleaved.
+        #[arg(long, value_delimiter = ',', default_values_t = ["shared".to_owned()], requires = "memory")]
+        rings: Vec<String>,
+        /// With --memory: the two workers on CPUs 0 and 1 (the observer's
+        /// CPU) instead of both on CPU 0, so that two CPUs produce.
+        #[arg(long, requires = "memory")]
+        spread: bool,
         /// Rounds for --phases and --kernel-split (default 5) or --memory
         /// (default 1).
         #[arg(long)]
@@ -159,6 +167,8 @@ fn main() {
             baseline,
             rates,
             seconds,
+            rings,
+            spread,
             rounds,
             cpu_time,
             kernel_split,
@@ -173,10 +183,14 @@ fn main() {
                 None if memory => bench::run_memory(
                     observer,
                     workload,
-                    baseline,
-                    &rates,
-                    seconds,
-                    rounds.unwrap_or(1),
+                    bench::MemoryRun {
+                        baseline,
+                        rates,
+                        secs: seconds,
+                        rounds: rounds.unwrap_or(1),
+                        rings,
+                        spread,
+                    },
                 ),
                 None if !phases.is_empty() => {
                     bench::run_phases(observer, workload, &phases, rounds.unwrap_or(5), cpu_time)
