@@ -1089,8 +1089,14 @@ pub fn run_memory(observer: PathBuf, workload: PathBuf, run: MemoryRun) -> Resul
             };
             for (label, bin, layout) in order {
                 eprintln!("bench: memory round {round}, {label}, {rate}/s for {secs} s");
-                let mut st =
-                    b.streamed_bin(bin, rate, secs, None, &["--rings", layout.as_str()], cpus)?;
+                // The default layout goes without the flag: a baseline
+                // from before it had none.
+                let rings: &[&str] = if layout == "shared" {
+                    &[]
+                } else {
+                    &["--rings", layout.as_str()]
+                };
+                let mut st = b.streamed_bin(bin, rate, secs, None, rings, cpus)?;
                 st["round"] = json!(round);
                 st["binary"] = json!(label);
                 st["path"] = json!(bin.display().to_string());
