@@ -1,6 +1,7 @@
 //! Where records go: JSON lines (the default, and the interface scripts use)
 //! or a live table for the room.
 
+pub mod file;
 pub mod json;
 pub mod table;
 pub mod writer;
@@ -26,16 +27,23 @@ pub fn open_output(path: Option<&Path>) -> Result<Box<dyn Write + Send>> {
     Ok(match path {
         None => Box::new(io::stdout()),
         Some(p) if p == Path::new("-") => Box::new(io::stdout()),
-        Some(p) => Box::new(
-            OpenOptions::new()
+        Some(p) => {
+            let f = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o644)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(p)
-                .map_err(|e| open_error(p, e))?,
-        ),
+                .map_err(|e| open_error(p, e))?;
+            // A regular file is written behind; a FIFO or a device
+            // (`-o /dev/null`) as it is.
+            if f.metadata().is_ok_and(|m| m.file_type().is_file()) {
+                Box::new(file::WriteBehind::new(f))
+            } else {
+                Box::new(f)
+            }
+        }
     })
 }
 
