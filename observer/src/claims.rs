@@ -505,14 +505,15 @@ impl Claims {
                     limit: reading.limits.memory_bytes,
                 })
             }
-            // -EAGAIN in a cgroup without a pids limit is RLIMIT_NPROC's.
-            // A cgroup whose files can't be read (removed by the time its
-            // records are read: the runtime tears a short-lived container
-            // down at once) had one when the kernel refused the fork, as
+            // -EAGAIN in a cgroup whose `pids.max` says `max` is
+            // RLIMIT_NPROC's. One whose `pids.max` can't be read (removed
+            // by the time its records are read: the runtime tears a
+            // short-lived container down at once, controller by
+            // controller) had a limit when the kernel refused the fork, as
             // far as can be told: it counts.
             observer_common::ENFORCED_PIDS_LIMIT
                 if self.refused_from_program
-                    && (reading.limits.pids.is_some() || !reading.present) =>
+                    && (reading.limits.pids.is_some() || !reading.pids_max_read) =>
             {
                 let f = self.refused.entry(h.cgroup_id).or_default();
                 f.count += 1;
@@ -763,8 +764,10 @@ mod refused_tests {
         let cg_dir = dir.join("docker/c1");
         fs::create_dir_all(&cg_dir).unwrap();
         fs::write(cg_dir.join("pids.max"), "16\n").unwrap();
+        let mem_dir = std::env::temp_dir().join(format!("observer-gone-m-{}", std::process::id()));
         let layout = Layout {
             pids: Some(Place::V1(dir.clone())),
+            memory: Some(Place::V2(mem_dir.clone())),
             ..Default::default()
         };
         let mut c = Claims::new(layout, HostNamespaces::default(), u64::MAX)
@@ -779,8 +782,17 @@ mod refused_tests {
         r.header.cgroup_id = 7;
         r.header.pid = 42;
         assert!(c.enforced(&container, &json, &r).is_none());
+        // Torn down controller by controller: the pids directory goes
+        // first, the memory one is still there for a moment.
+        fs::remove_dir_all(&cg_dir).unwrap();
+        fs::create_dir_all(mem_dir.join("docker/c1")).unwrap();
+        fs::write(mem_dir.join("docker/c1/memory.max"), "max\n").unwrap();
+        for _ in 0..12 {
+            assert!(c.enforced(&container, &json, &r).is_none());
+        }
         fs::remove_dir_all(&dir).unwrap();
-        for _ in 0..24 {
+        fs::remove_dir_all(&mem_dir).unwrap();
+        for _ in 0..12 {
             assert!(c.enforced(&container, &json, &r).is_none());
         }
         c.files.forget(7);

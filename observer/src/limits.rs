@@ -45,6 +45,10 @@ pub struct Reading {
     /// Whether any file of the cgroup could be read (false: removed, or
     /// never there).
     pub present: bool,
+    /// Whether `pids.max` itself could be read: a runtime tearing a
+    /// container down removes its controllers' directories one by one, so
+    /// `present` with no pids limit may only mean the pids one went first.
+    pub pids_max_read: bool,
 }
 
 /// Where a controller's files are.
@@ -143,7 +147,9 @@ impl Layout {
         }
         if let Some(Place::V1(root) | Place::V2(root)) = &self.pids {
             // The same two files on both hierarchies.
-            r.limits.pids = file(root, "pids.max").and_then(|s| max_or_num(&s));
+            let max = file(root, "pids.max");
+            r.pids_max_read = max.is_some();
+            r.limits.pids = max.and_then(|s| max_or_num(&s));
             r.usage.pids = file(root, "pids.current").and_then(|s| num(&s));
         }
         r.pids_refused = self.read_refused_forks(rel, &read);
