@@ -45,6 +45,8 @@ pub struct Reading {
     /// Whether any file of the cgroup could be read (false: removed, or
     /// never there).
     pub present: bool,
+    /// How many of the cgroup's files could be read.
+    pub files: u8,
     /// Whether `pids.max` itself could be read: a runtime tearing a
     /// container down removes its controllers' directories one by one, so
     /// `present` with no pids limit may only mean the pids one went first.
@@ -127,6 +129,7 @@ impl Layout {
         let mut file = |root: &Path, name: &str| -> Option<String> {
             let s = read(&root.join(rel).join(name)).ok()?;
             r.present = true;
+            r.files = r.files.saturating_add(1);
             Some(s)
         };
         match &self.memory {
@@ -289,11 +292,16 @@ impl CgroupReader {
     /// reading (a removed cgroup's files are gone with it).
     pub fn refresh(&mut self, cgroup_id: u64, rel: &str) -> Reading {
         let r = self.layout.read_host(rel);
-        if r.present {
-            self.last.insert(cgroup_id, r);
-            r
-        } else {
-            self.last.get(&cgroup_id).copied().unwrap_or_default()
+        match self.last.get(&cgroup_id) {
+            // Fewer files than before: the runtime is removing the
+            // cgroup's directories one controller at a time. The last
+            // whole reading says more about the container than the part.
+            Some(last) if r.files < last.files => *last,
+            _ if r.present => {
+                self.last.insert(cgroup_id, r);
+                r
+            }
+            last => last.copied().unwrap_or_default(),
         }
     }
 
