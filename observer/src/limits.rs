@@ -42,15 +42,21 @@ pub struct Reading {
     /// Cumulative: forks the pids controller refused, from the cgroup's
     /// `pids.events` (see `Layout::refused_forks_file`).
     pub pids_refused: Option<u64>,
-    /// Whether any file of the cgroup could be read (false: removed, or
-    /// never there).
-    pub present: bool,
     /// How many of the cgroup's files could be read.
     pub files: u8,
     /// Whether `pids.max` itself could be read: a runtime tearing a
     /// container down removes its controllers' directories one by one, so
-    /// `present` with no pids limit may only mean the pids one went first.
+    /// a present cgroup with no pids limit may only mean the pids one went
+    /// first.
     pub pids_max_read: bool,
+}
+
+impl Reading {
+    /// Whether any file of the cgroup could be read (false: removed, or
+    /// never there).
+    pub fn present(&self) -> bool {
+        self.files > 0
+    }
 }
 
 /// Where a controller's files are.
@@ -128,7 +134,6 @@ impl Layout {
         let mut r = Reading::default();
         let mut file = |root: &Path, name: &str| -> Option<String> {
             let s = read(&root.join(rel).join(name)).ok()?;
-            r.present = true;
             r.files = r.files.saturating_add(1);
             Some(s)
         };
@@ -297,7 +302,7 @@ impl CgroupReader {
             // cgroup's directories one controller at a time. The last
             // whole reading says more about the container than the part.
             Some(last) if r.files < last.files => *last,
-            _ if r.present => {
+            _ if r.present() => {
                 self.last.insert(cgroup_id, r);
                 r
             }
@@ -429,7 +434,7 @@ mod tests {
             ),
         ]);
         let r = l.read(d, read);
-        assert!(r.present);
+        assert!(r.present());
         assert_eq!(
             r.limits,
             Limits {
@@ -573,7 +578,7 @@ mod tests {
         assert_eq!(v1.read("/docker/a", &read).pids_refused, Some(25));
         assert_eq!(v1.read_refused_forks("/docker/gone", &read), None);
         let r = v1.read("/docker/gone", &read);
-        assert!(!r.present);
+        assert!(!r.present());
         assert_eq!(r.pids_refused, None);
 
         let v2 = Layout::parse(V2, "cpu memory pids\n");
@@ -608,7 +613,7 @@ mod tests {
     fn a_removed_cgroup_keeps_its_last_reading() {
         let l = Layout::parse(HYBRID, "");
         let r = l.read("/docker/gone", files(&[]));
-        assert!(!r.present);
+        assert!(!r.present());
         assert_eq!(r.limits, Limits::default());
 
         let dir = std::env::temp_dir().join(format!("observer-limits-{}", std::process::id()));
