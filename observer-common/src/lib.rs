@@ -77,6 +77,10 @@ pub const PROG_FLOOR: &str = "floor_sys_enter";
 /// The same, on the classic `raw_syscalls:sys_enter` tracepoint.
 pub const PROG_FLOOR_CLASSIC: &str = "floor_classic_sys_enter";
 
+/// Where every record of the event rings keeps its `CLOCK_BOOTTIME` time
+/// stamp: the rings are merged by it.
+pub const RECORD_TS_OFFSET: usize = 8;
+
 /// Record kinds (`Header::kind`).
 pub const KIND_SYSCALL: u32 = 1;
 pub const KIND_SYSCALL_EXIT: u32 = 2;
@@ -89,10 +93,6 @@ pub const KIND_CGROUP_RMDIR: u32 = 7;
 /// again whenever that changes (exec, `setns`/`unshare`, a cgroup move, a
 /// new comm).
 pub const KIND_TASK: u32 = 8;
-/// Where every record of the event rings keeps its `CLOCK_BOOTTIME` time
-/// stamp: the rings are merged by it.
-pub const RECORD_TS_OFFSET: usize = 8;
-
 /// `TaskGoneRecord`: a task whose identity was sent has exited.
 pub const KIND_TASK_GONE: u32 = 9;
 pub const KIND_ENFORCED: u32 = 10;

@@ -270,21 +270,13 @@ impl CgroupRing {
 /// Reads up to `DRAIN_BATCH` records; true when the rings were emptied.
 fn drain(rings: &mut EventRings, cgroups: &mut CgroupRing, p: &mut Pipeline) -> bool {
     cgroups.drain(p);
-    let round = Instant::now();
     rings.begin_round();
     // Runs of records from one cgroup are the common case: check each new
     // cgroup once.
     let mut known = u64::MAX;
     for _ in 0..DRAIN_BATCH {
         let Some(item) = rings.next() else {
-            // Everything committed before the round began is handled (one
-            // ring: everything committed before now).
-            let before = if rings.len() == 1 {
-                Instant::now()
-            } else {
-                round
-            };
-            cgroups.apply_removals(p, Some(before));
+            cgroups.apply_removals(p, Some(rings.handed_out_before()));
             return !rings.more();
         };
         if let Some(cg) = decode::task_cgroup(item) {

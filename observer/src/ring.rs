@@ -85,6 +85,8 @@ pub struct RingReader {
     published: usize,
     /// The producer position last read.
     producer_cache: usize,
+    /// Where the record `peek` returned ends, until `consume`.
+    peeked_end: Option<usize>,
     commit_bytes: usize,
     /// The map's fd, which keeps the ring alive.
     fd: OwnedFd,
@@ -114,6 +116,7 @@ impl RingReader {
             pos: 0,
             published: 0,
             producer_cache: 0,
+            peeked_end: None,
             // A small ring (`--ring-buffer-kb 16`) must not wait for a
             // batch as large as itself before it gets space back.
             commit_bytes: commit_bytes.min(size / 16),
@@ -154,6 +157,7 @@ impl RingReader {
     pub fn next(&mut self) -> Option<&[u8]> {
         let (off, len, next) = self.find()?;
         self.pos = next;
+        self.peeked_end = None;
         // SAFETY: see `record`.
         Some(unsafe { self.record(off, len) })
     }
@@ -162,15 +166,16 @@ impl RingReader {
     /// until `consume`. None when there is none yet, or when the next one
     /// is reserved and not committed yet.
     pub fn peek(&mut self) -> Option<&[u8]> {
-        let (off, len, _) = self.find()?;
+        let (off, len, next) = self.find()?;
+        self.peeked_end = Some(next);
         // SAFETY: see `record`.
         Some(unsafe { self.record(off, len) })
     }
 
-    /// Moves past the record `peek` returned.
+    /// Moves past the record `peek` returned (nothing, without one).
     pub fn consume(&mut self) {
-        if let Some((_, _, next)) = self.find() {
-            self.pos = next;
+        if let Some(end) = self.peeked_end.take() {
+            self.pos = end;
         }
     }
 

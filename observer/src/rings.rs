@@ -20,21 +20,14 @@
 //! One epoll set holds every ring's fd, so that the daemon waits on one
 //! descriptor whichever ring the kernel wakes.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::{
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
+    time::Instant,
+};
 
+use crate::{decode::record_ts, ring::RingReader};
 use anyhow::{Context, Result};
 use aya::maps::MapData;
-use observer_common::RECORD_TS_OFFSET;
-
-use crate::ring::RingReader;
-
-/// The time stamp of an event-ring record; 0 for one too short to have one
-/// (handed out at once, and then counted as a decode error).
-pub fn record_ts(record: &[u8]) -> u64 {
-    record
-        .get(RECORD_TS_OFFSET..RECORD_TS_OFFSET + 8)
-        .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-}
 
 /// No record in this ring for the round (empty, or its next record not
 /// committed yet).
@@ -49,6 +42,8 @@ pub struct EventRings {
     current: Option<usize>,
     /// The round's instant: records stamped before it are handed out.
     watermark: u64,
+    /// The same instant on the daemon's clock.
+    round: Instant,
     epoll: OwnedFd,
 }
 
@@ -93,6 +88,7 @@ impl EventRings {
             heads: vec![NONE; n],
             current: None,
             watermark: 0,
+            round: Instant::now(),
             epoll,
         })
     }
@@ -113,6 +109,7 @@ impl EventRings {
             return;
         }
         self.finish_current();
+        self.round = Instant::now();
         self.watermark = crate::pipeline::boot_ns();
         for i in 0..self.rings.len() {
             self.heads[i] = self.rings[i].peek().map_or(NONE, record_ts);
@@ -141,6 +138,17 @@ impl EventRings {
         if let Some(i) = self.current.take() {
             self.rings[i].consume();
             self.heads[i] = self.rings[i].peek().map_or(NONE, record_ts);
+        }
+    }
+
+    /// Once `next` has said None: every record committed before this
+    /// instant has been handed out (one ring: every record so far; rings
+    /// merged: those committed before the round began).
+    pub fn handed_out_before(&self) -> Instant {
+        if self.rings.len() == 1 {
+            Instant::now()
+        } else {
+            self.round
         }
     }
 
@@ -191,21 +199,6 @@ mod tests {
                 want,
                 "{heads:?} below {watermark}"
             );
-        }
-    }
-
-    #[test]
-    fn time_stamps_are_read_at_the_shared_offset() {
-        let table: [(&[u8], u64); 3] = [
-            (&[0; 4], 0),
-            (&[1, 0, 0, 0, 7, 0, 0, 0, 0x2a, 0, 0, 0, 0, 0, 0, 0], 42),
-            (
-                &[9, 0, 0, 0, 3, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xff, 0xff],
-                256,
-            ),
-        ];
-        for (record, ts) in table {
-            assert_eq!(record_ts(record), ts, "{record:?}");
         }
     }
 }
