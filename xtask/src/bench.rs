@@ -265,34 +265,21 @@ impl Bench {
 
     /// ns per getppid, pinned to CPU 0; `in_cgroup`: in the container-shaped cgroup.
     fn getppid_ns(&self, in_cgroup: bool) -> Result<f64> {
-        let mut c = Command::new(&self.workload);
-        c.args(["--cpu", "0", "--calls", &self.calls().to_string()]);
-        if in_cgroup {
-            c.arg("--cgroup").arg(&self.cgroup.path);
-        }
-        let v = self.run_workload(&mut c)?;
-        let key = if self.cpu_time {
-            "cpu_ns_per_call"
-        } else {
-            "ns_per_call"
-        };
-        v[key].as_f64().context("workload report")
+        self.getppid_ns_on(&["0"], in_cgroup)
     }
 
     /// `getppid_ns` with one workload pinned to each of `cpus`, all at
-    /// once, in the benchmark's cgroup: their mean.
-    fn getppid_ns_on(&self, cpus: &[&str]) -> Result<f64> {
-        if cpus.len() == 1 {
-            return self.getppid_ns(true);
-        }
+    /// once: their mean.
+    fn getppid_ns_on(&self, cpus: &[&str], in_cgroup: bool) -> Result<f64> {
         let children = cpus
             .iter()
             .map(|cpu| {
-                Command::new(&self.workload)
-                    .args(["--cpu", cpu, "--calls", &self.calls().to_string()])
-                    .arg("--cgroup")
-                    .arg(&self.cgroup.path)
-                    .stdout(Stdio::piped())
+                let mut c = Command::new(&self.workload);
+                c.args(["--cpu", cpu, "--calls", &self.calls().to_string()]);
+                if in_cgroup {
+                    c.arg("--cgroup").arg(&self.cgroup.path);
+                }
+                c.stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
                     .spawn()
                     .context("run observer-workload")
@@ -305,11 +292,7 @@ impl Bench {
         };
         let mut sum = 0.0;
         for c in children {
-            let out = c.wait_with_output().context("wait for observer-workload")?;
-            if !out.status.success() {
-                bail!("observer-workload failed: {}", out.status);
-            }
-            let v: Value = serde_json::from_slice(&out.stdout).context("workload report")?;
+            let v = workload_report(c.wait_with_output().context("wait for observer-workload")?)?;
             sum += v[key].as_f64().context("workload report")?;
         }
         Ok(sum / cpus.len() as f64)
@@ -326,14 +309,11 @@ impl Bench {
     }
 
     fn run_workload(&self, c: &mut Command) -> Result<Value> {
-        let out = c
-            .stderr(Stdio::inherit())
-            .output()
-            .context("run observer-workload")?;
-        if !out.status.success() {
-            bail!("observer-workload failed");
-        }
-        Ok(serde_json::from_slice(&out.stdout)?)
+        workload_report(
+            c.stderr(Stdio::inherit())
+                .output()
+                .context("run observer-workload")?,
+        )
     }
 
     fn observer(&self, args: &[&str], links: usize) -> Result<Tool> {
@@ -417,7 +397,7 @@ impl Bench {
         let file = self.out_dir.join("stream.jsonl");
         let file_s = file.to_string_lossy().into_owned();
         let ns = match name {
-            "off" => self.getppid_ns_on(cpus)?,
+            "off" => self.getppid_ns_on(cpus, true)?,
             "floor" => {
                 let t = self.observer(&["floor"], 1)?;
                 let ns = self.getppid_ns(true)?;
@@ -464,7 +444,7 @@ impl Bench {
                     args.extend(["--ring-commit-bytes", "0"]);
                 }
                 let t = observer(&args, 7)?;
-                let ns = self.getppid_ns_on(cpus)?;
+                let ns = self.getppid_ns_on(cpus, true)?;
                 t.stop()?;
                 let _ = fs::remove_file(&file);
                 ns
@@ -832,6 +812,14 @@ impl SseReaders {
 
 /// The phase-name suffix for the probe-read flavour.
 const PROBE_READ: &str = "_probe_read";
+/// An `observer-workload` run's JSON report, or why there is none.
+fn workload_report(out: std::process::Output) -> Result<Value> {
+    if !out.status.success() {
+        bail!("observer-workload failed: {}", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("workload report")
+}
+
 const PER_CPU: &str = "_per_cpu";
 const TWO_CPUS: &str = "_2cpu";
 
